@@ -1,0 +1,12 @@
+"""Paper-independent methods and the reference learners. `METHODS` is the explicit registry of this package."""
+
+from baselines.ewc import EWC
+from baselines.finetuning import Finetuning
+from baselines.fix import Fix
+from baselines.independent import Independent
+from baselines.joint import Joint
+from baselines.lwf import LwF
+from baselines.random_network import Random
+
+METHODS = {cls.name: cls for cls in (Finetuning, Fix, LwF, EWC, Joint, Independent, Random)}
+REFERENCES = ("joint", "independent", "random")

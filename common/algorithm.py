@@ -1,0 +1,132 @@
+"""Base class of every continual-learning method, and the registry helper.
+
+The engine calls, per task: `begin_task(task)`, then `train_step(x, y, step)` for every batch (the method owns
+the whole step: forward, loss, backward, any gradient adjustment, optimizer step), `end_epoch(val_loss)` after
+every epoch, `end_task(task)`; and `predict(x, task_id)` for evaluation. A paper variant subclasses its parent
+and overrides the one method that differs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common.config import load_yaml
+from common.nets import Heads, build_backbone
+
+
+@dataclass
+class Step:
+    """Position of a training batch: 0-based batch index within the epoch, batches per epoch, epoch, task."""
+
+    batch: int
+    num_batches: int
+    epoch: int
+    task_id: int
+
+
+class Algorithm(nn.Module):
+    """Finetuning-style defaults: a plain backbone, one head per task, cross-entropy on the current head.
+
+    Class attributes a method sets:
+    * `hparams`: its own config keys with their published defaults (merged with every parent's);
+    * `plateau_scheduler`: whether the reference code stepped ReduceLROnPlateau for it (automatic optimisation in
+      Lightning) — HAT-family methods and EWC ran at a constant learning rate (`spec/algorithms.md` §1.3).
+    """
+
+    hparams: dict = {}
+    plateau_scheduler: bool = True
+
+    def __init__(self, cfg: dict, classes_per_task: list[int], input_shape: tuple[int, ...]):
+        super().__init__()
+        self.cfg = cfg
+        self.classes_per_task = classes_per_task
+        self.backbone = self.build_backbone(input_shape)
+        self.heads = Heads(self.backbone.output_dim, classes_per_task, cfg["setting"])
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler = None
+        self.task_id = 0
+
+    # ----- construction -------------------------------------------------------------------------------------
+    def build_backbone(self, input_shape) -> nn.Module:
+        return build_backbone(self.cfg["backbone"], input_shape, self.cfg["batch_norm"])
+
+    @classmethod
+    def all_hparams(cls) -> dict:
+        """Hyperparameters of this class and its parents (children override)."""
+        merged = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(getattr(klass, "hparams", {}) or {})
+        return merged
+
+    @classmethod
+    def yaml_defaults(cls) -> dict:
+        """Published settings from `<package>/configs/<name>.yaml` next to the class's module, if present."""
+        path = Path(inspect.getfile(cls)).parent / "configs" / f"{cls.name}.yaml"
+        return load_yaml(path) if path.exists() else {}
+
+    name = "base"
+
+    # ----- hooks --------------------------------------------------------------------------------------------
+    def begin_task(self, task) -> None:
+        """Fresh Adam (and plateau scheduler) for every task; parameters carry over."""
+        self.task_id = task.id
+        self.optimizer = self.make_optimizer()
+        self.scheduler = self.make_scheduler(self.optimizer)
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.cfg["lr"], weight_decay=self.cfg["weight_decay"])
+
+    def make_scheduler(self, optimizer):
+        mode = self.cfg["plateau_scheduler"]
+        if mode == "never" or (mode == "auto" and not self.plateau_scheduler):
+            return None
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=self.cfg["plateau_factor"], patience=self.cfg["plateau_patience"])
+
+    def forward(self, x: torch.Tensor, task_id: int) -> torch.Tensor:
+        return self.heads(self.backbone(x), task_id)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, step: Step) -> dict[str, float]:
+        loss = F.cross_entropy(self(x, step.task_id), y)
+        self.optimizer_step(loss)
+        return {"loss": loss.detach()}
+
+    def optimizer_step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def end_epoch(self, val_loss: float) -> None:
+        if self.scheduler is not None:
+            self.scheduler.step(val_loss)
+
+    def end_task(self, task) -> None:
+        pass
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, task_id: int) -> torch.Tensor:
+        """Logits of task `task_id` in evaluation mode."""
+        return self(x, task_id)
+
+    @torch.no_grad()
+    def validation_logits(self, x: torch.Tensor, task_id: int) -> torch.Tensor:
+        """Logits for the per-epoch validation of the current task (HAT uses its soft mask here)."""
+        return self.predict(x, task_id)
+
+    def extra_records(self) -> dict[str, list[dict]]:
+        """Per-step curves to save in the run record (name -> rows), e.g. HAT's network capacity."""
+        return {}
+
+
+def lookup(methods: dict[str, type], name: str) -> type:
+    """The class registered as `name`, or a ValueError listing every registered name."""
+    if name not in methods:
+        raise ValueError(f"unknown method {name!r}; registered methods: {', '.join(sorted(methods))}")
+    return methods[name]

@@ -1,0 +1,225 @@
+"""Layered run configuration.
+
+A run's configuration is one flat dict, resolved in this order (later wins):
+
+1. the engine defaults below (`ENGINE_KEYS`) and the method's own `hparams`;
+2. the method's YAML (`<package>/configs/<method>.yaml`);
+3. the benchmark's YAML (`common/configs/benchmarks/<benchmark>.yaml`);
+4. a paper study's YAML (`study_file=...`), if any;
+5. command-line `key=value` pairs.
+
+Every key must be known (an engine key or a hyperparameter of the chosen method); anything else is an error that
+names the closest valid keys. Values are checked against the type of their default.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import yaml
+
+BENCHMARK_DIR = Path(__file__).parent / "configs" / "benchmarks"
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix (unknown key, bad value, missing file)."""
+
+
+# key: (default, type, help). `None` default means "must be given" or "taken from the benchmark YAML".
+ENGINE_KEYS: dict[str, tuple[object, type, str]] = {
+    "method": (None, str, "registered method name"),
+    "benchmark": (None, str, "benchmark name (pmnist, rmnist, smnist, scifar10, scifar100, synthetic)"),
+    "study": ("default", str, "folder that groups the runs of one study"),
+    "run_name": ("", str, "folder name of the run inside the study (default: the method name)"),
+    "seed": (1, int, "run seed: initialisation and batch order (data splits never depend on it)"),
+    "num_tasks": (None, int, "number of tasks"),
+    "epochs": (None, int, "epochs per task"),
+    "batch_size": (None, int, "training batch size (drop_last, as published)"),
+    "eval_batch_size": (2000, int, "batch size of test / validation passes (does not change results)"),
+    "backbone": (None, str, "mlp or resnet18"),
+    "batch_norm": (False, bool, "batch norm in the backbone"),
+    "setting": ("til", str, "til (one head per task) or dil (one shared head)"),
+    "lr": (1e-3, float, "Adam learning rate"),
+    "weight_decay": (0.0, float, "Adam (L2) weight decay"),
+    "plateau_scheduler": ("auto", str, "auto (as the method had it in the reference code), always or never"),
+    "plateau_patience": (10, int, "ReduceLROnPlateau patience (epochs)"),
+    "plateau_factor": (0.1, float, "ReduceLROnPlateau factor"),
+    "train_subset": (0, int, "use only the first N training samples of each task (0 = all); quick mode only"),
+    "references": ("auto", str, "auto: run or reuse joint/independent/random for FR and FWT; none: skip them"),
+    "device": ("cpu", str, "cpu or cuda[:k]"),
+    "threads": (0, int, "torch CPU threads (0 = torch default)"),
+    "data_dir": ("data", str, "where raw datasets and caches live"),
+    "out_dir": ("runs", str, "root of the run records"),
+    "log_every": (0, int, "print training loss every N steps (0 = only per epoch)"),
+}
+
+# Keys that decide a reference run (joint / independent / random); see `reference_config`.
+REFERENCE_KEYS = ("benchmark", "num_tasks", "epochs", "batch_size", "backbone", "batch_norm", "setting", "lr",
+                  "weight_decay", "plateau_scheduler", "plateau_patience", "plateau_factor", "train_subset", "seed",
+                  "device", "data_dir", "out_dir", "eval_batch_size", "threads")
+
+
+def parse_cli(argv: list[str]) -> dict:
+    """`['a=1', 'b=x']` -> {'a': 1, 'b': 'x'} (values parsed as YAML scalars)."""
+    out = {}
+    for item in argv:
+        if "=" not in item:
+            raise ConfigError(f"expected key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value  # parsed by `coerce` according to the key's type
+    return out
+
+
+def load_yaml(path: Path) -> dict:
+    """Read a YAML mapping; a missing or malformed file is a ConfigError."""
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of key: value")
+    return data
+
+
+def coerce(key: str, value, default, kind: type):
+    """Check `value` against the type of the key; accept ints for floats and '1e-3'-style strings."""
+    if isinstance(value, str) and kind is not str:
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"{key}: cannot parse {value!r}") from None
+    if value is None:
+        return None
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if kind is float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if kind is str:
+        if isinstance(value, (bool, dict, list)):
+            raise ConfigError(f"{key} must be a word, got {value!r}")
+        return str(value)
+    if kind in (list, dict):
+        if isinstance(value, kind):
+            return value
+        raise ConfigError(f"{key} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def schema_for(method_cls) -> dict[str, tuple[object, type, str]]:
+    """Engine keys plus the method's hyperparameters ({name: default})."""
+    schema = dict(ENGINE_KEYS)
+    for name, default in method_cls.all_hparams().items():
+        kind = type(default) if default is not None else str
+        schema[name] = (default, kind, f"{method_cls.__name__} hyperparameter")
+    return schema
+
+
+def merge_layer(cfg: dict, layer: dict, schema: dict, source: str) -> None:
+    """Apply one layer of settings, rejecting unknown keys with a suggestion."""
+    for key, value in layer.items():
+        if key not in schema:
+            close = difflib.get_close_matches(key, schema, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"unknown config key {key!r} in {source}{hint}; valid keys: {', '.join(sorted(schema))}")
+        default, kind, _ = schema[key]
+        cfg[key] = coerce(key, value, default, kind)
+
+
+def resolve(cli: dict, methods: dict, study_layer: dict | None = None) -> dict:
+    """Resolve the full configuration of one run from the command line and the registry `methods`."""
+    method = cli.get("method")
+    if method is None and study_layer:
+        method = study_layer.get("method")
+    if method is None:
+        raise ConfigError("method=... is required; registered methods: " + ", ".join(sorted(methods)))
+    if method not in methods:
+        raise ConfigError(f"unknown method {method!r}; registered methods: {', '.join(sorted(methods))}")
+    method_cls = methods[method]
+    schema = schema_for(method_cls)
+    cfg = {key: default for key, (default, _, _) in schema.items()}
+    merge_layer(cfg, method_cls.yaml_defaults(), schema, f"{method}.yaml")
+    benchmark = cli.get("benchmark") or (study_layer or {}).get("benchmark")
+    if benchmark is None:
+        raise ConfigError("benchmark=... is required; available: " + ", ".join(available_benchmarks()))
+    merge_layer(cfg, benchmark_yaml(benchmark), schema, f"benchmark {benchmark}")
+    if study_layer:
+        merge_layer(cfg, study_layer, schema, "study file")
+    merge_layer(cfg, cli, schema, "the command line")
+    cfg["method"], cfg["benchmark"] = method, benchmark
+    validate(cfg)
+    return cfg
+
+
+def available_benchmarks() -> list[str]:
+    return sorted(p.stem for p in BENCHMARK_DIR.glob("*.yaml"))
+
+
+def benchmark_yaml(name: str) -> dict:
+    path = BENCHMARK_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"unknown benchmark {name!r}; available: {', '.join(available_benchmarks())}")
+    return load_yaml(path)
+
+
+def validate(cfg: dict) -> None:
+    """Value checks that do not depend on the method."""
+    for key in ("num_tasks", "epochs", "batch_size", "backbone"):
+        if cfg[key] is None:
+            raise ConfigError(f"{key} is not set (neither by the benchmark YAML nor on the command line)")
+    for key in ("num_tasks", "epochs", "batch_size", "eval_batch_size"):
+        if cfg[key] < 1:
+            raise ConfigError(f"{key} must be at least 1, got {cfg[key]}")
+    if cfg["seed"] < 0 or cfg["train_subset"] < 0:
+        raise ConfigError("seed and train_subset must not be negative")
+    choices = {"backbone": ("mlp", "resnet18"), "setting": ("til", "dil"), "references": ("auto", "none"),
+               "plateau_scheduler": ("auto", "always", "never")}
+    for key, allowed in choices.items():
+        if cfg[key] not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {cfg[key]!r}")
+    if cfg["lr"] <= 0 or cfg["weight_decay"] < 0:
+        raise ConfigError("lr must be > 0 and weight_decay >= 0")
+    if not (cfg["device"] == "cpu" or cfg["device"].startswith("cuda")):
+        raise ConfigError(f"device must be cpu or cuda[:k], got {cfg['device']!r}")
+
+
+def run_name(cfg: dict) -> str:
+    return cfg["run_name"] or cfg["method"]
+
+
+def reference_config(cfg: dict, reference: str) -> dict:
+    """The configuration of a reference run (joint, independent or random) for the main run `cfg`.
+
+    References use the plain backbone of the main run: the same batch-norm flag (masked HAT-family networks have
+    none), optimiser, epochs, batch size and seed, so every method with the same key shares them.
+    """
+    ref = {key: cfg[key] for key in REFERENCE_KEYS}
+    ref["method"] = reference
+    return ref
+
+
+def reference_key(cfg: dict) -> str:
+    """Readable folder name of the reference runs shared by every method with these settings."""
+    bn = "bn" if cfg["batch_norm"] else "nobn"
+    parts = [cfg["backbone"], bn, cfg["setting"], f"lr{cfg['lr']:g}", f"wd{cfg['weight_decay']:g}",
+             f"e{cfg['epochs']}", f"b{cfg['batch_size']}"]
+    if cfg["plateau_scheduler"] != "auto":
+        parts.append(f"plateau-{cfg['plateau_scheduler']}")
+    if cfg["train_subset"]:
+        parts.append(f"sub{cfg['train_subset']}")
+    return "-".join(parts)
+
+
+def dump(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=True)

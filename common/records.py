@@ -1,0 +1,192 @@
+"""Run records: one folder per run, written progressively, `done` last.
+
+    config.yaml      the fully resolved configuration
+    log.txt          everything the run printed
+    acc.csv          after_training_task, average_accuracy, test_on_task_1..N (lower-triangular, one row per task)
+    train_curve.csv  per-epoch train loss, validation loss and accuracy, seconds
+    metrics.json     AA, BWT, FWT, FR (when references exist), seconds, peak memory, versions, git commit
+    <curve>.csv      optional per-step curves, e.g. capacity.csv of HAT-family runs
+    done             marker: the record is complete
+
+A folder with `done` is never overwritten; a folder without it is a crashed run and is restarted from scratch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from common import config as config_lib
+
+
+class RecordError(RuntimeError):
+    """A run folder that cannot be used: corrupt, or finished with a different configuration."""
+
+
+def run_folder(cfg: dict) -> Path:
+    """`<out_dir>/<study>/<benchmark>-<num_tasks>/<run name>/seed<k>`; references live under `references/`."""
+    bench = f"{cfg['benchmark']}-{cfg['num_tasks']}"
+    if cfg["method"] in ("joint", "independent", "random") and cfg.get("study", "default") == "default":
+        return (Path(cfg["out_dir"]) / "references" / bench / config_lib.reference_key(cfg) / cfg["method"]
+                / f"seed{cfg['seed']}")
+    return Path(cfg["out_dir"]) / cfg["study"] / bench / config_lib.run_name(cfg) / f"seed{cfg['seed']}"
+
+
+def is_done(folder: Path) -> bool:
+    return (Path(folder) / "done").exists()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def git_commit() -> str:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit or "unknown") + ("+dirty" if dirty else "")
+
+
+def environment(device: str) -> dict:
+    env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+           "platform": platform.platform(), "git_commit": git_commit(), "device": device}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def peak_memory_mb(device: str) -> float:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class RunRecord:
+    """Writes one run folder. `start()` refuses to touch a finished run."""
+
+    def __init__(self, cfg: dict, folder: Path | None = None, echo: bool = True):
+        self.cfg = cfg
+        self.folder = Path(folder) if folder is not None else run_folder(cfg)
+        self.echo = echo
+        self.task_seconds: list[float] = []
+        self.train_seconds: list[float] = []
+        self.started = time.perf_counter()
+
+    def start(self) -> None:
+        if is_done(self.folder):
+            raise RecordError(f"{self.folder} is a finished run; refusing to overwrite it")
+        if self.folder.exists():
+            shutil.rmtree(self.folder)  # a crashed run: start again from scratch
+        self.folder.mkdir(parents=True)
+        write_atomic(self.folder / "config.yaml", config_lib.dump(self.cfg))
+        n = self.cfg["num_tasks"]
+        header = ["after_training_task", "average_accuracy"] + [f"test_on_task_{j}" for j in range(1, n + 1)]
+        self._append_csv("acc.csv", header, None)
+        self.log(f"run {self.folder}")
+        self.log("environment " + json.dumps(environment(self.cfg["device"])))
+
+    def log(self, message: str) -> None:
+        if self.echo:
+            print(message, flush=True)
+        with open(self.folder / "log.txt", "a") as f:
+            f.write(message + "\n")
+
+    def _append_csv(self, name: str, header: list[str] | None, row: list | None) -> None:
+        path = self.folder / name
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new and header is not None:
+                writer.writerow(header)
+            if row is not None:
+                writer.writerow(row)
+
+    def add_task(self, task_id: int, row: list[float], curves: list[dict], train_seconds: float,
+                 seconds: float) -> None:
+        self._append_csv("acc.csv", None, [task_id, sum(row) / len(row), *row])
+        for curve in curves:
+            self._append_csv("train_curve.csv", list(curve), list(curve.values()))
+        self.train_seconds.append(train_seconds)
+        self.task_seconds.append(seconds)
+
+    def write_curve(self, name: str, rows: list[dict]) -> None:
+        if not rows:
+            return
+        with open(self.folder / f"{name}.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def finish(self, metrics: dict, notes: dict | None = None) -> None:
+        payload = {"metrics": metrics, "seconds": time.perf_counter() - self.started,
+                   "train_seconds": sum(self.train_seconds), "seconds_per_task": self.task_seconds,
+                   "peak_memory_mb": peak_memory_mb(self.cfg["device"]),
+                   "environment": environment(self.cfg["device"]), "notes": notes or {}}
+        write_atomic(self.folder / "metrics.json", json.dumps(payload, indent=2, allow_nan=True))
+        (self.folder / "done").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+
+
+def read_acc(folder: Path) -> list[list[float]]:
+    """The accuracy matrix of a record (rows as written; the multi-task references have a single row)."""
+    path = Path(folder) / "acc.csv"
+    try:
+        with open(path) as f:
+            reader = csv.reader(f)
+            next(reader)
+            rows = []
+            for line in reader:
+                task = int(line[0])
+                rows.append([float(v) for v in line[2:2 + task]])
+    except (OSError, ValueError, StopIteration, IndexError) as err:
+        raise RecordError(f"corrupt run record {folder}: cannot read acc.csv ({err}); delete the folder to rerun it")
+    if not rows:
+        raise RecordError(f"corrupt run record {folder}: acc.csv has no rows; delete the folder to rerun it")
+    return rows
+
+
+def read_record(folder: Path) -> dict:
+    """config, accuracy matrix and metrics of a finished run; RecordError if it is not finished or corrupt."""
+    folder = Path(folder)
+    if not is_done(folder):
+        raise RecordError(f"{folder} is not a finished run (no `done` marker)")
+    try:
+        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise RecordError(f"corrupt run record {folder}: {err}; delete the folder to rerun it") from None
+    return {"folder": folder, "config": cfg, "acc": read_acc(folder), **metrics}
+
+
+def check_same_config(folder: Path, cfg: dict) -> None:
+    """A finished run may be reused only if it was made with the same configuration."""
+    old = yaml.safe_load((Path(folder) / "config.yaml").read_text())
+    ignore = {"device", "threads", "eval_batch_size", "log_every", "data_dir", "out_dir", "references"}
+    diff = sorted(k for k in set(old) | set(cfg) if k not in ignore and old.get(k) != cfg.get(k))
+    if diff:
+        details = ", ".join(f"{k}: {old.get(k)!r} -> {cfg.get(k)!r}" for k in diff)
+        raise RecordError(f"{folder} was finished with a different configuration ({details}); "
+                          "set run_name=... or study=... to keep both, or delete the folder")
+
+
+def python_command() -> str:
+    return " ".join([Path(sys.executable).name, *sys.argv])

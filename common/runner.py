@@ -1,0 +1,148 @@
+"""Run one configured experiment end to end: references, training, evaluation, record.
+
+Used by every paper folder's `run.py`:  python -m <folder>.run method=NAME benchmark=NAME [key=value ...]
+A finished run is never retrained (its metrics are printed); a crashed one is restarted. FR and FWT need the
+joint / independent / random reference runs: with references=auto they are run first if missing (cached under
+`<out_dir>/references/` and shared by every method with the same reference key), with references=none the metrics
+say why they are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from common import config as config_lib
+from common import records
+from common.benchmarks import build_benchmark
+from common.data import DataMissingError
+from common.engine import run_continual
+from common.metrics import all_metrics
+
+REFERENCES = ("joint", "independent", "random")
+
+
+def set_threads(cfg: dict) -> None:
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+
+
+def train_and_record(cfg: dict, methods: dict, refs: dict | None = None, echo: bool = True) -> Path:
+    """Train one run into its record folder (which must not hold a finished run). Returns the folder."""
+    set_threads(cfg)
+    record = records.RunRecord(cfg, echo=echo)
+    tasks = build_benchmark(cfg["benchmark"], cfg["num_tasks"], cfg["data_dir"], cfg["device"], cfg["train_subset"])
+    record.start()
+    record.log("config " + json.dumps(cfg, sort_keys=True))
+    torch.manual_seed(cfg["seed"])
+    algo = methods[cfg["method"]](cfg, [t.num_classes for t in tasks], tasks[0].input_shape).to(cfg["device"])
+    acc = run_continual(algo, tasks, cfg, record)
+    for name, rows in algo.extra_records().items():
+        record.write_curve(name, rows)
+    notes = {}
+    if getattr(algo, "multitask", False):
+        metrics = {"aa": sum(acc[-1]) / len(acc[-1])}
+    else:
+        metrics = all_metrics(acc, **(refs or {}))
+        if refs is None:
+            notes["fr_fwt"] = "not computed: this run was made with references=none"
+    record.finish(metrics, notes)
+    record.log("metrics " + json.dumps(metrics))
+    return record.folder
+
+
+class ReferenceLock:
+    """Exclusive creation of `<folder>.lock`, so parallel runs needing the same reference train it once."""
+
+    def __init__(self, folder: Path):
+        self.path = folder.parent / (folder.name + ".lock")
+
+    def acquire(self, log) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        waited = False
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+                return
+            except FileExistsError:
+                if not self._holder_alive():
+                    self.path.unlink(missing_ok=True)
+                    continue
+                if not waited:
+                    log(f"waiting for another process to finish {self.path.with_suffix('')}")
+                    waited = True
+                time.sleep(5)
+
+    def _holder_alive(self) -> bool:
+        try:
+            os.kill(int(self.path.read_text() or 0), 0)
+            return True
+        except (ValueError, ProcessLookupError, FileNotFoundError):
+            return False
+        except PermissionError:
+            return True
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def ensure_reference(cfg: dict, reference: str, methods: dict) -> list[list[float]]:
+    """The accuracy matrix of a reference run for main run `cfg`, training it first if it does not exist."""
+    ref_cfg = config_lib.resolve(config_lib.reference_config(cfg, reference), methods)
+    folder = records.run_folder(ref_cfg)
+    if not records.is_done(folder):
+        lock = ReferenceLock(folder)
+        lock.acquire(print)
+        try:
+            if not records.is_done(folder):
+                print(f"reference {reference}: training into {folder}", flush=True)
+                train_and_record(ref_cfg, methods, refs=None)
+        finally:
+            lock.release()
+    records.check_same_config(folder, ref_cfg)
+    return records.read_acc(folder)
+
+
+def run(cfg: dict, methods: dict) -> Path:
+    """References (if wanted), then the main run; returns the run folder."""
+    folder = records.run_folder(cfg)
+    if records.is_done(folder):
+        records.check_same_config(folder, cfg)
+        print(f"already finished: {folder}")
+        print(json.dumps(records.read_record(folder)["metrics"]))
+        return folder
+    refs = None
+    if cfg["references"] == "auto" and cfg["method"] not in REFERENCES:
+        refs = {name: ensure_reference(cfg, name, methods) for name in REFERENCES}
+    return train_and_record(cfg, methods, refs)
+
+
+def load_study(package_dir: Path, cli: dict) -> dict | None:
+    """`<package>/configs/studies/<study>.yaml` when the command line names a study that has a file."""
+    study = cli.get("study")
+    path = package_dir / "configs" / "studies" / f"{study}.yaml"
+    return config_lib.load_yaml(path) if study and path.exists() else None
+
+
+def main(argv: list[str], methods: dict, package_dir: Path) -> int:
+    """Command-line entry point shared by the paper folders; returns the exit code."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        print("registered methods: " + ", ".join(sorted(methods)))
+        print("config keys: " + ", ".join(sorted(config_lib.ENGINE_KEYS)) + " (+ the method's hyperparameters)")
+        return 0
+    try:
+        cli = config_lib.parse_cli(argv)
+        cfg = config_lib.resolve(cli, methods, load_study(package_dir, cli))
+        run(cfg, methods)
+    except (config_lib.ConfigError, records.RecordError, DataMissingError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
