@@ -3,10 +3,11 @@
 from baselines.ewc import EWC
 from baselines.finetuning import Finetuning
 from baselines.fix import Fix
+from baselines.hat import HAT
 from baselines.independent import Independent
 from baselines.joint import Joint
 from baselines.lwf import LwF
 from baselines.random_network import Random
 
-METHODS = {cls.name: cls for cls in (Finetuning, Fix, LwF, EWC, Joint, Independent, Random)}
+METHODS = {cls.name: cls for cls in (Finetuning, Fix, LwF, EWC, HAT, Joint, Independent, Random)}
 REFERENCES = ("joint", "independent", "random")

@@ -1,0 +1,86 @@
+"""AdaHAT: adaptive hard attention to the task (Wang et al., ECML-PKDD 2024; `spec/algorithms.md` §3).
+
+HAT's hard clipping is replaced by a soft rate from parameter importance (how many earlier tasks used the
+parameter's units, the summative mask S) and the layer's network sparsity R_l:
+
+    r_l = alpha / (epsilon + R_l),    a_{l,ij} = r_l / (min(S_{l,i}, S_{l-1,j}) + r_l),    a_{l,i} = r_l / (S_{l,i} + r_l)
+
+Two semantics (`semantics`):
+* `current` (default; the reference code behind the AdaHAT row of the FG-AdaHAT tables): R_l is the share of the
+  layer's free units that the current soft mask occupies (0 when <= 10 units are free); ablation no_sum uses the
+  1-based task id on every parameter.
+* `paper2024` (the 2024 code behind the AdaHAT paper): R_l is the average of that term and
+  1 - sum(m M) / sum(M) (1 when <= 10 units are used); no_sum uses the number of previous tasks on masked
+  parameters only.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from baselines.hat import HAT
+from common.hat import FREE_UNIT_GUARD, parameter_wise
+
+
+class AdaHAT(HAT):
+    name = "adahat"
+    hparams = {"alpha": 1e-6, "epsilon": 0.1, "adahat_mode": "adahat", "semantics": "current"}
+
+    MODES = ("adahat", "no_sum", "no_reg")
+
+    def __init__(self, cfg, classes_per_task, input_shape):
+        super().__init__(cfg, classes_per_task, input_shape)
+        if cfg["adahat_mode"] not in self.MODES or cfg["semantics"] not in ("current", "paper2024"):
+            raise ValueError(f"adahat_mode must be one of {self.MODES} and semantics current or paper2024")
+        if cfg["alpha"] <= 0:
+            raise ValueError("alpha must be positive")
+        self.summative = [torch.zeros_like(c) for c in self.cumulative]  # S^{<t}: how many tasks used each unit
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self.summative = [fn(s) for s in getattr(self, "summative", [])]
+        return self
+
+    def begin_task(self, task) -> None:
+        super().begin_task(task)
+        self.importance = parameter_wise(self.summative, self.layers, "min")  # min(S_i, S_j), once per task
+
+    def network_sparsity(self, masks, layer_sparsity) -> list[torch.Tensor]:
+        """R_l of this step (§3.2; the 2024 two-term average with `semantics: paper2024`, §3.9)."""
+        if self.cfg["adahat_mode"] == "no_reg":
+            return [torch.zeros(()) for _ in layer_sparsity]
+        if self.cfg["semantics"] == "current":
+            return layer_sparsity
+        out = []
+        for m, c, free_term in zip(masks, self.cumulative, layer_sparsity):
+            used = c.sum()
+            reuse = 1 - (m.detach() * c).sum() / used if used > FREE_UNIT_GUARD else torch.ones(())
+            out.append((free_term + reuse) / 2)
+        return out
+
+    def adjustment_rates(self, masks, layer_sparsity, step):
+        """Eq. (AdaHAT adjustment): a = r_l / (I + r_l) with r_l = alpha / (epsilon + R_l)."""
+        sparsity = self.network_sparsity(masks, layer_sparsity)
+        rates = []
+        for l, (imp_w, imp_b) in enumerate(self.importance):
+            r = self.cfg["alpha"] / (self.cfg["epsilon"] + float(sparsity[l]))
+            if self.cfg["adahat_mode"] == "no_sum":
+                rates.append(self.no_sum_rates(l, r, step.task_id))
+            else:
+                rates.append((r / (imp_w + r), r / (imp_b + r)))
+        return rates
+
+    def no_sum_rates(self, l: int, r: float, task_id: int):
+        """Ablation: importance replaced by the task id (current: 1-based t on every parameter; paper2024: the
+        number of previous tasks, on the HAT-protected parameters only)."""
+        if self.cfg["semantics"] == "current":
+            value = r / (task_id + r)
+            return (torch.full_like(self.importance[l][0], value), torch.full_like(self.importance[l][1], value))
+        value = r / (task_id - 1 + r)
+        (pw, pb) = self.protected[l]
+        return (value * pw + (1 - pw), value * pb + (1 - pb))
+
+    @torch.no_grad()
+    def end_task(self, task) -> None:
+        super().end_task(task)
+        self.summative = [s + m for s, m in zip(self.summative, self.task_masks[task.id])]

@@ -1,0 +1,118 @@
+"""HAT: hard attention to the task (Serrà et al., 2018) as run by the reference code (`spec/algorithms.md` §2).
+
+Settings as published: s_max 400, embedding-gradient clamp 50, mask sparsity factor c 0.1 ('original' mode),
+embeddings N(0, 1), Adam 1e-3 at a constant learning rate, fresh per task, no batch norm in the masked network.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from common.algorithm import Algorithm
+from common.hat import (anneal_scale, build_masked_backbone, compensate_embedding_grads, mask_sparsity,
+                        parameter_wise)
+
+
+class HAT(Algorithm):
+    """Training step (order as in the reference code, §2.9):
+    masks m = sigmoid(s_b e); loss = CE + c R(m, M^{<t}); backward; gradient adjustment (Eq. §2.5, `adjustment_rates`);
+    embedding-gradient compensation; Adam step; `after_step` (a hook for FG-AdaHAT).
+    Testing uses the task's stored binary mask 1[e > 0]; validation the soft mask sigmoid(s_max e).
+    """
+
+    name = "hat"
+    plateau_scheduler = False  # manual optimisation in the reference code: the scheduler never stepped
+    hparams = {"s_max": 400.0, "clamp_threshold": 50.0, "reg_factor": 0.1, "anneal_zero_based": True,
+               "hat_batch_norm": "none"}
+
+    def __init__(self, cfg, classes_per_task, input_shape):
+        super().__init__(cfg, classes_per_task, input_shape)
+        self.layers = self.backbone.weighted_layers
+        device = self.backbone.embeddings[0].device
+        self.cumulative = [torch.zeros(n, device=device) for n in self.backbone.units]  # M^{<t}, union of masks
+        self.task_masks: dict[int, list[torch.Tensor]] = {}
+        self.num_adjusted = sum(l.weight.numel() + l.weight.shape[0] for l in self.layers)  # biases count N_l
+        self.capacity_log: list[tuple[int, torch.Tensor]] = []
+
+    def build_backbone(self, input_shape):
+        if self.cfg["batch_norm"]:
+            raise ValueError("HAT-family masked networks take batch norm from hat_batch_norm "
+                             "(none, shared, independent), not batch_norm")
+        return build_masked_backbone(self.cfg["backbone"], input_shape, self.cfg["hat_batch_norm"])
+
+    def _apply(self, fn, *args, **kwargs):  # keep the mask bookkeeping on the module's device
+        super()._apply(fn, *args, **kwargs)
+        self.cumulative = [fn(c) for c in getattr(self, "cumulative", [])]
+        return self
+
+    # ----- per-task constants -------------------------------------------------------------------------------------
+    def begin_task(self, task) -> None:
+        self.backbone.begin_task()
+        super().begin_task(task)
+        self.protected = parameter_wise(self.cumulative, self.layers, "min")  # P = min(M_i, M_j), binary
+        self.hat_rates = [(1 - pw, 1 - pb) for pw, pb in self.protected]
+
+    def adjustment_rates(self, masks, layer_sparsity, step) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """HAT (§2.5): a = 1 - min(M^{<t}_i, M^{<t}_j) for weights, 1 - M^{<t}_i for biases."""
+        return self.hat_rates
+
+    # ----- the step -----------------------------------------------------------------------------------------------
+    def scale(self, step) -> float:
+        return anneal_scale(step.batch, step.num_batches, self.cfg["s_max"], self.cfg["anneal_zero_based"])
+
+    def train_step(self, x, y, step):
+        s = self.scale(step)
+        masks = self.backbone.gates(s)
+        activations = [] if self.wants_activations else None
+        logits = self.heads(self.backbone(x, masks, activations=activations), step.task_id)
+        ce = F.cross_entropy(logits, y)
+        reg, layer_sparsity = mask_sparsity(masks, self.cumulative)
+        loss = ce + self.cfg["reg_factor"] * reg
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            rates = self.adjustment_rates(masks, layer_sparsity, step)
+            self.capacity_log.append((step.task_id, self.apply_rates(rates)))
+            compensate_embedding_grads(self.backbone.embeddings, s, self.cfg["s_max"], self.cfg["clamp_threshold"])
+        self.optimizer.step()
+        self.after_step(x, y, step, masks, activations, layer_sparsity)
+        return {"loss": loss.detach(), "ce": ce.detach(), "reg": reg.detach()}
+
+    wants_activations = False
+
+    def after_step(self, x, y, step, masks, activations, layer_sparsity) -> None:
+        """Called after the optimizer step (FG-AdaHAT measures neuron importance here)."""
+
+    def apply_rates(self, rates) -> torch.Tensor:
+        """Multiply weight and bias gradients of the weighted layers by their rates; return the network capacity
+        (mean rate over weights and biases, bias entries counted even for bias-free convs, §2.13)."""
+        total = 0
+        for layer, (rate_w, rate_b) in zip(self.layers, rates):
+            layer.weight.grad.mul_(rate_w)
+            if layer.bias is not None and layer.bias.grad is not None:
+                layer.bias.grad.mul_(rate_b)
+            total = total + rate_w.sum() + rate_b.sum()
+        return total / self.num_adjusted
+
+    # ----- task end, test -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def end_task(self, task) -> None:
+        masks = self.backbone.binary_masks()
+        self.task_masks[task.id] = masks
+        self.cumulative = [torch.maximum(c, m) for c, m in zip(self.cumulative, masks)]
+        self.backbone.end_task(task.id)
+
+    @torch.no_grad()
+    def predict(self, x, task_id):
+        features = self.backbone(x, self.task_masks[task_id], bn_task=task_id)
+        return self.heads(features, task_id)
+
+    @torch.no_grad()
+    def validation_logits(self, x, task_id):
+        return self.heads(self.backbone(x, self.backbone.gates(self.cfg["s_max"])), task_id)
+
+    def extra_records(self):
+        values = torch.stack([c for _, c in self.capacity_log]).tolist() if self.capacity_log else []
+        return {"capacity": [{"step": i + 1, "task": t, "capacity": v}
+                             for i, ((t, _), v) in enumerate(zip(self.capacity_log, values))]}
