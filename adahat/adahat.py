@@ -7,11 +7,10 @@ parameter's units, the summative mask S) and the layer's network sparsity R_l:
 
 Two semantics (`semantics`):
 * `current` (default; the reference code behind the AdaHAT row of the FG-AdaHAT tables): R_l is the share of the
-  layer's free units that the current soft mask occupies (0 when <= 10 units are free); ablation no_sum uses the
-  1-based task id on every parameter.
+  layer's free units that the current soft mask occupies (0 when <= 10 units are free).
 * `paper2024` (the 2024 code behind the AdaHAT paper): R_l is the average of that term and
-  1 - sum(m M) / sum(M) (1 when <= 10 units are used); no_sum uses the number of previous tasks on masked
-  parameters only.
+  1 - sum(m M) / sum(M) (1 when <= 10 units are used).
+The ablations AdaHAT-no-sum and AdaHAT-no-reg are the subclasses in `adahat/ablations.py`.
 """
 
 from __future__ import annotations
@@ -24,14 +23,12 @@ from common.hat import FREE_UNIT_GUARD, parameter_wise
 
 class AdaHAT(HAT):
     name = "adahat"
-    hparams = {"alpha": 1e-6, "epsilon": 0.1, "adahat_mode": "adahat", "semantics": "current"}
-
-    MODES = ("adahat", "no_sum", "no_reg")
+    hparams = {"alpha": 1e-6, "epsilon": 0.1, "semantics": "current"}
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)
-        if cfg["adahat_mode"] not in self.MODES or cfg["semantics"] not in ("current", "paper2024"):
-            raise ValueError(f"adahat_mode must be one of {self.MODES} and semantics current or paper2024")
+        if cfg["semantics"] not in ("current", "paper2024"):
+            raise ValueError(f"semantics must be current or paper2024, got {cfg['semantics']!r}")
         if cfg["alpha"] <= 0:
             raise ValueError("alpha must be positive")
         self.summative = [torch.zeros_like(c) for c in self.cumulative]  # S^{<t}: how many tasks used each unit
@@ -47,8 +44,6 @@ class AdaHAT(HAT):
 
     def network_sparsity(self, masks, layer_sparsity) -> list[torch.Tensor]:
         """R_l of this step (§3.2; the 2024 two-term average with `semantics: paper2024`, §3.9)."""
-        if self.cfg["adahat_mode"] == "no_reg":
-            return [torch.zeros(()) for _ in layer_sparsity]
         if self.cfg["semantics"] == "current":
             return layer_sparsity
         out = []
@@ -59,26 +54,16 @@ class AdaHAT(HAT):
         return out
 
     def adjustment_rates(self, masks, layer_sparsity, step):
-        """Eq. (AdaHAT adjustment): a = r_l / (I + r_l) with r_l = alpha / (epsilon + R_l)."""
-        sparsity = self.network_sparsity(masks, layer_sparsity)
+        """AdaHAT's rate: a = r_l / (I + r_l) with r_l = alpha / (epsilon + R_l), I = min(S_i, S_j)."""
         rates = []
-        for l, (imp_w, imp_b) in enumerate(self.importance):
-            r = self.cfg["alpha"] / (self.cfg["epsilon"] + float(sparsity[l]))
-            if self.cfg["adahat_mode"] == "no_sum":
-                rates.append(self.no_sum_rates(l, r, step.task_id))
-            else:
-                rates.append((r / (imp_w + r), r / (imp_b + r)))
+        for (imp_w, imp_b), r in zip(self.importance, self.layer_intensity(masks, layer_sparsity)):
+            rates.append((r / (imp_w + r), r / (imp_b + r)))
         return rates
 
-    def no_sum_rates(self, l: int, r: float, task_id: int):
-        """Ablation: importance replaced by the task id (current: 1-based t on every parameter; paper2024: the
-        number of previous tasks, on the HAT-protected parameters only)."""
-        if self.cfg["semantics"] == "current":
-            value = r / (task_id + r)
-            return (torch.full_like(self.importance[l][0], value), torch.full_like(self.importance[l][1], value))
-        value = r / (task_id - 1 + r)
-        (pw, pb) = self.protected[l]
-        return (value * pw + (1 - pw), value * pb + (1 - pb))
+    def layer_intensity(self, masks, layer_sparsity) -> list[float]:
+        """r_l = alpha / (epsilon + R_l) for every weighted layer."""
+        return [self.cfg["alpha"] / (self.cfg["epsilon"] + float(R)) for R in
+                self.network_sparsity(masks, layer_sparsity)]
 
     @torch.no_grad()
     def end_task(self, task) -> None:

@@ -50,11 +50,15 @@ class Task:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
 
-    def to(self, device) -> "Task":
+    def to(self, device, moved: dict | None = None) -> "Task":
+        """Move every tensor to `device`; tensors shared between tasks (`moved`, by id) are moved only once."""
+        moved = {} if moved is None else moved
         for name in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "mean", "std", "permutation"):
             value = getattr(self, name)
             if value is not None:
-                setattr(self, name, value.to(device))
+                if id(value) not in moved:
+                    moved[id(value)] = (value, value.to(device))  # keep the source alive so ids stay unique
+                setattr(self, name, moved[id(value)][1])
         return self
 
 
@@ -128,7 +132,7 @@ def synthetic(num_tasks: int, data_dir: str, image_shape=(1, 28, 28), num_classe
     for t in range(1, num_tasks + 1):
         x = torch.randint(0, 256, (n_train + n_test, *image_shape), generator=g, dtype=torch.uint8)
         proj = torch.randn(x[0].numel(), num_classes, generator=g)
-        y = (x.flatten(1).float() @ proj).argmax(1)
+        y = ((x.flatten(1).float() - 127.5) @ proj).argmax(1)
         raw = RawData(f"synthetic-{t}", x[:n_train], y[:n_train], x[n_train:], y[n_train:], num_classes,
                       (0.5,) * image_shape[0], (0.29,) * image_shape[0])
         tasks.append(make_task(t, raw.name, num_classes, raw, raw.train_x, raw.train_y, raw.test_x, raw.test_y))
@@ -152,8 +156,9 @@ def build_benchmark(name: str, num_tasks: int, data_dir: str = "data", device="c
     if name not in BUILDERS:
         raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(sorted(BUILDERS))}")
     tasks = BUILDERS[name](num_tasks, data_dir)
+    moved: dict = {}
     for task in tasks:
         if train_subset:
             task.train_x, task.train_y = task.train_x[:train_subset], task.train_y[:train_subset]
-        task.to(device)
+        task.to(device, moved)
     return tasks

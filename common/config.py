@@ -5,7 +5,7 @@ A run's configuration is one flat dict, resolved in this order (later wins):
 1. the engine defaults below (`ENGINE_KEYS`) and the method's own `hparams`;
 2. the method's YAML (`<package>/configs/<method>.yaml`);
 3. the benchmark's YAML (`common/configs/benchmarks/<benchmark>.yaml`);
-4. a paper study's YAML (`study_file=...`), if any;
+4. a paper study's settings (`study=NAME` with `<package>/configs/studies/NAME.yaml`), if any;
 5. command-line `key=value` pairs.
 
 Every key must be known (an engine key or a hyperparameter of the chosen method); anything else is an error that
@@ -140,8 +140,6 @@ def merge_layer(cfg: dict, layer: dict, schema: dict, source: str) -> None:
 def resolve(cli: dict, methods: dict, study_layer: dict | None = None) -> dict:
     """Resolve the full configuration of one run from the command line and the registry `methods`."""
     method = cli.get("method")
-    if method is None and study_layer:
-        method = study_layer.get("method")
     if method is None:
         raise ConfigError("method=... is required; registered methods: " + ", ".join(sorted(methods)))
     if method not in methods:
@@ -150,7 +148,7 @@ def resolve(cli: dict, methods: dict, study_layer: dict | None = None) -> dict:
     schema = schema_for(method_cls)
     cfg = {key: default for key, (default, _, _) in schema.items()}
     merge_layer(cfg, method_cls.yaml_defaults(), schema, f"{method}.yaml")
-    benchmark = cli.get("benchmark") or (study_layer or {}).get("benchmark")
+    benchmark = cli.get("benchmark")
     if benchmark is None:
         raise ConfigError("benchmark=... is required; available: " + ", ".join(available_benchmarks()))
     merge_layer(cfg, benchmark_yaml(benchmark), schema, f"benchmark {benchmark}")
@@ -181,8 +179,8 @@ def validate(cfg: dict) -> None:
     for key in ("num_tasks", "epochs", "batch_size", "eval_batch_size"):
         if cfg[key] < 1:
             raise ConfigError(f"{key} must be at least 1, got {cfg[key]}")
-    if cfg["seed"] < 0 or cfg["train_subset"] < 0:
-        raise ConfigError("seed and train_subset must not be negative")
+    if cfg["seed"] < 0 or cfg["train_subset"] < 0 or cfg["threads"] < 0:
+        raise ConfigError("seed, train_subset and threads must not be negative")
     choices = {"backbone": ("mlp", "resnet18"), "setting": ("til", "dil"), "references": ("auto", "none"),
                "plateau_scheduler": ("auto", "always", "never")}
     for key, allowed in choices.items():
@@ -216,6 +214,9 @@ def reference_key(cfg: dict) -> str:
              f"e{cfg['epochs']}", f"b{cfg['batch_size']}"]
     if cfg["plateau_scheduler"] != "auto":
         parts.append(f"plateau-{cfg['plateau_scheduler']}")
+    if (cfg["plateau_patience"], cfg["plateau_factor"]) != (ENGINE_KEYS["plateau_patience"][0],
+                                                            ENGINE_KEYS["plateau_factor"][0]):
+        parts.append(f"patience{cfg['plateau_patience']}-factor{cfg['plateau_factor']:g}")
     if cfg["train_subset"]:
         parts.append(f"sub{cfg['train_subset']}")
     return "-".join(parts)

@@ -19,6 +19,8 @@ def _check(acc: list[list[float]]) -> int:
 
 def average_accuracy(acc: list[list[float]]) -> float:
     """AA_N = (1/N) sum_j a_{N,j}."""
+    if not acc or not acc[-1]:
+        raise ValueError("accuracy matrix must be lower-triangular: it is empty")
     last = acc[-1]
     return sum(last) / len(last)
 
@@ -48,6 +50,8 @@ def forgetting_ratio(acc: list[list[float]], joint: list[float], random: list[fl
     n = len(last)
     if len(joint) < n or len(random) < n:
         raise ValueError(f"joint/random references need {n} tasks, got {len(joint)}/{len(random)}")
+    if any(joint[j] == random[j] for j in range(n)):
+        return math.nan  # a task where joint training is no better than chance: the ratio is undefined
     return sum((last[j] - random[j]) / (joint[j] - random[j]) for j in range(n)) / n - 1
 
 

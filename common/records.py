@@ -3,7 +3,7 @@
     config.yaml      the fully resolved configuration
     log.txt          everything the run printed
     acc.csv          after_training_task, average_accuracy, test_on_task_1..N (lower-triangular, one row per task)
-    train_curve.csv  per-epoch train loss, validation loss and accuracy, seconds
+    train_curve.csv  (methods that train) per-epoch train loss, validation loss and accuracy, seconds
     metrics.json     AA, BWT, FWT, FR (when references exist), seconds, peak memory, versions, git commit
     <curve>.csv      optional per-step curves, e.g. capacity.csv of HAT-family runs
     done             marker: the record is complete
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import platform
 import resource
@@ -81,6 +82,17 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def json_safe(value):
+    """NaN / inf -> None (strict JSON), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 class RunRecord:
     """Writes one run folder. `start()` refuses to touch a finished run."""
 
@@ -142,7 +154,7 @@ class RunRecord:
                    "train_seconds": sum(self.train_seconds), "seconds_per_task": self.task_seconds,
                    "peak_memory_mb": peak_memory_mb(self.cfg["device"]),
                    "environment": environment(self.cfg["device"]), "notes": notes or {}}
-        write_atomic(self.folder / "metrics.json", json.dumps(payload, indent=2, allow_nan=True))
+        write_atomic(self.folder / "metrics.json", json.dumps(json_safe(payload), indent=2, allow_nan=False))
         (self.folder / "done").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
 
 
@@ -156,7 +168,10 @@ def read_acc(folder: Path) -> list[list[float]]:
             rows = []
             for line in reader:
                 task = int(line[0])
-                rows.append([float(v) for v in line[2:2 + task]])
+                row = [float(v) for v in line[2:2 + task]]
+                if len(row) < min(task, len(rows) + 1):
+                    raise ValueError(f"row after task {task} has {len(row)} accuracies")
+                rows.append(row)
     except (OSError, ValueError, StopIteration, IndexError) as err:
         raise RecordError(f"corrupt run record {folder}: cannot read acc.csv ({err}); delete the folder to rerun it")
     if not rows:

@@ -124,11 +124,51 @@ def run(cfg: dict, methods: dict) -> Path:
     return train_and_record(cfg, methods, refs)
 
 
-def load_study(package_dir: Path, cli: dict) -> dict | None:
-    """`<package>/configs/studies/<study>.yaml` when the command line names a study that has a file."""
-    study = cli.get("study")
+STUDY_KEYS = ("description", "benchmarks", "seeds", "settings", "methods")
+
+
+def read_study(package_dir: Path, study: str) -> dict:
+    """A study file `<package>/configs/studies/<study>.yaml`:
+
+        description: one line
+        benchmarks: [pmnist, ...]   # what the study runs (the sweep iterates these)
+        seeds: [1, 2, 3]
+        settings: {num_tasks: 20}   # applied to every run of the study
+        methods:                    # the methods of the study, each with its own overrides
+          finetuning: {weight_decay: 3.5e-4}
+          hat: {}
+    """
     path = package_dir / "configs" / "studies" / f"{study}.yaml"
-    return config_lib.load_yaml(path) if study and path.exists() else None
+    data = config_lib.load_yaml(path)
+    unknown = set(data) - set(STUDY_KEYS)
+    if unknown or not isinstance(data.get("methods"), dict):
+        raise config_lib.ConfigError(f"{path}: a study file has the keys {', '.join(STUDY_KEYS)} "
+                                     f"(unexpected: {', '.join(sorted(unknown)) or 'none'}; methods must be a mapping)")
+    return data
+
+
+def apply_study(package_dir: Path, cli: dict) -> tuple[dict, dict | None]:
+    """(command line, study layer) for the study named on the command line (no layer for studies without a file).
+
+    A study's `methods` entries are keyed by run name; an entry may name the registered method it runs
+    (`adahat_alpha2e-6: {method: adahat, alpha: 2.0e-6}`), so `method=adahat_alpha2e-6` selects that entry.
+    """
+    study = cli.get("study")
+    if not study or not (package_dir / "configs" / "studies" / f"{study}.yaml").exists():
+        return cli, None
+    data = read_study(package_dir, study)
+    entry_name, benchmark = cli.get("method"), cli.get("benchmark")
+    if entry_name not in data["methods"]:
+        raise config_lib.ConfigError(f"method {entry_name!r} is not part of study {study!r} "
+                                     f"(its methods: {', '.join(data['methods'])})")
+    if benchmark is not None and benchmark not in data.get("benchmarks", [benchmark]):
+        raise config_lib.ConfigError(f"benchmark {benchmark!r} is not part of study {study!r} "
+                                     f"(its benchmarks: {', '.join(data['benchmarks'])})")
+    entry = dict(data["methods"][entry_name] or {})
+    cli = {**cli, "method": entry.pop("method", entry_name)}
+    if cli["method"] != entry_name:
+        cli.setdefault("run_name", entry_name)
+    return cli, {**(data.get("settings") or {}), **entry}
 
 
 def main(argv: list[str], methods: dict, package_dir: Path) -> int:
@@ -140,7 +180,8 @@ def main(argv: list[str], methods: dict, package_dir: Path) -> int:
         return 0
     try:
         cli = config_lib.parse_cli(argv)
-        cfg = config_lib.resolve(cli, methods, load_study(package_dir, cli))
+        cli, layer = apply_study(package_dir, cli)
+        cfg = config_lib.resolve(cli, methods, layer)
         run(cfg, methods)
     except (config_lib.ConfigError, records.RecordError, DataMissingError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -92,10 +92,7 @@ def test_lower_triangular_check(bad):
 
 
 @pytest.mark.parametrize("bad", [
-    pytest.param(NOT_TRIANGULAR[0], marks=pytest.mark.xfail(
-        raises=IndexError, strict=True,
-        reason="common/metrics.py all_metrics -> average_accuracy indexes acc[-1] before any _check: an empty "
-               "matrix raises IndexError, not the lower-triangular ValueError")),
+    NOT_TRIANGULAR[0],
     *NOT_TRIANGULAR[1:],
 ])
 def test_all_metrics_rejects_non_triangular(bad):

