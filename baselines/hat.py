@@ -24,7 +24,7 @@ class HAT(Algorithm):
     name = "hat"
     plateau_scheduler = False  # manual optimisation in the reference code: the scheduler never stepped
     hparams = {"s_max": 400.0, "clamp_threshold": 50.0, "reg_factor": 0.1, "anneal_zero_based": True,
-               "hat_batch_norm": "none"}
+               "hat_batch_norm": "none", "stored_masks": "binary"}
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)
@@ -39,6 +39,8 @@ class HAT(Algorithm):
         if self.cfg["batch_norm"]:
             raise ValueError("HAT-family masked networks take batch norm from hat_batch_norm "
                              "(none, shared, independent), not batch_norm")
+        if self.cfg["stored_masks"] not in ("binary", "soft"):
+            raise ValueError(f"stored_masks must be binary or soft, got {self.cfg['stored_masks']!r}")
         return build_masked_backbone(self.cfg["backbone"], input_shape, self.cfg["hat_batch_norm"])
 
     def _apply(self, fn, *args, **kwargs):  # keep the mask bookkeeping on the module's device
@@ -98,7 +100,12 @@ class HAT(Algorithm):
     # ----- task end, test -----------------------------------------------------------------------------------------
     @torch.no_grad()
     def end_task(self, task) -> None:
-        masks = self.backbone.binary_masks()
+        """Store the task's mask (binary 1[e > 0] as published; `stored_masks: soft` keeps sigmoid(s_max e), as the
+        original HAT and the 2024 AdaHAT code did) and update the cumulative (union) mask."""
+        if self.cfg["stored_masks"] == "soft":
+            masks = [m.detach() for m in self.backbone.gates(self.cfg["s_max"])]
+        else:
+            masks = self.backbone.binary_masks()
         self.task_masks[task.id] = masks
         self.cumulative = [torch.maximum(c, m) for c, m in zip(self.cumulative, masks)]
         self.backbone.end_task(task.id)

@@ -24,6 +24,7 @@ MISSING = "—"
 class Cell:
     values: list[float] = field(default_factory=list)  # one per finished seed, already in table units
     published: tuple[float, float] | None = None       # (mean, std)
+    fmt: str = ".2f"                                    # number format of this cell
 
     @property
     def mean(self) -> float:
@@ -41,17 +42,17 @@ class Cell:
         tolerance = 1.5 if pub_std < 0.75 else 2 * pub_std
         return abs(self.mean - pub_mean) <= tolerance
 
-    def text(self, digits: int = 2) -> str:
+    def text(self) -> str:
         if not self.values:
             return MISSING
-        std = f" ± {self.std:.{digits}f}" if len(self.values) > 1 else ""
-        return f"{self.mean:.{digits}f}{std}"
+        std = f" ± {format(self.std, self.fmt)}" if len(self.values) > 1 else ""
+        return f"{format(self.mean, self.fmt)}{std}"
 
     def published_text(self) -> str:
         if self.published is None or math.isnan(self.published[0]):
             return ""
         mark = {True: "✓", False: "✗", None: ""}[self.match]
-        return f"{self.published[0]:.2f} ± {self.published[1]:.2f} {mark}".rstrip()
+        return f"{format(self.published[0], self.fmt)} ± {format(self.published[1], self.fmt)} {mark}".rstrip()
 
 
 @dataclass

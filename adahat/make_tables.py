@@ -1,0 +1,184 @@
+"""The AdaHAT study's tables and figures from run records.
+
+    python -m adahat.make_tables [--seeds 1-5] [--out results/adahat] [--parts main,long,ablation,alpha,capacity]
+                                 [key=value ...]
+
+* main: AA, FR, BWT, FWT of every method on Permuted MNIST and Split CIFAR-100 (20 tasks);
+* long: AA after every fifth task on Permuted MNIST with 50 tasks (the full curve goes into the CSV);
+* ablation: AdaHAT, AdaHAT-no-sum, AdaHAT-no-reg on Permuted MNIST with 50 tasks;
+* alpha: AA against alpha (figure and CSV);
+* capacity: network capacity against training step (log scale) for the HAT variants and AdaHAT on Permuted MNIST
+  with 50 tasks, plus its value at the end of tasks 1, 2, 5, 10, 20, 50 beside the published curve data.
+Cells are mean ± sample std over the finished seeds; `—` marks cells without runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+
+from adahat import METHODS
+from common import config as config_lib
+from common.records import git_commit, is_done
+from common.tables import Cell, Table, collect, find_run, metric_values, read_targets, write_tables
+from scripts.sweep import parse_seeds
+
+HERE = Path(__file__).parent
+LABELS = {"finetuning": "Finetuning", "lwf": "LwF", "ewc": "EWC", "hat": "HAT", "hat_random": "HAT-random",
+          "hat_const_alpha": "HAT-const-α", "hat_const_1": "HAT-const-1", "adahat": "AdaHAT",
+          "adahat_no_sum": "AdaHAT-no-sum", "adahat_no_reg": "AdaHAT-no-reg"}
+METRICS = ("aa", "fr", "bwt", "fwt")
+CAPACITY_TASKS = (1, 2, 5, 10, 20, 50)
+CAPACITY_METHODS = ("hat", "adahat", "hat_random", "hat_const_alpha", "hat_const_1")
+
+
+def metric_table(title: str, found: dict, entries, benchmarks) -> Table:
+    columns = [f"{b} {m.upper()}" for b in benchmarks for m in METRICS]
+    rows = {LABELS.get(e, e): {f"{b} {m.upper()}": Cell(metric_values(found.get((e, b), []), m))
+                               for b in benchmarks for m in METRICS} for e in entries}
+    return Table(title, columns, rows, ["mean ± sample std over seeds, %"])
+
+
+def long_sequence_table(found: dict, entries, every: int = 5) -> tuple[Table, list[dict]]:
+    """AA_N after task N (every `every`-th N in the table, every N in the returned curve rows)."""
+    curve, rows = [], {}
+    for e in entries:
+        runs = found.get((e, "pmnist"), [])
+        n_max = max((len(r["acc"]) for r in runs), default=0)
+        cells = {}
+        for n in range(1, n_max + 1):
+            values = [100 * sum(r["acc"][n - 1]) / n for r in runs if len(r["acc"]) >= n]
+            cell = Cell(values)
+            curve.append({"method": e, "after_task": n, "aa_mean": cell.mean, "aa_std": cell.std, "n": len(values)})
+            if n % every == 0:
+                cells[f"N={n}"] = cell
+        rows[LABELS.get(e, e)] = cells
+    columns = [f"N={n}" for n in range(every, 51, every)]
+    return Table("AA after task N, Permuted MNIST 50 tasks (%)", columns, rows), curve
+
+
+def alpha_figure(found: dict, out: Path) -> Path | None:
+    points = []
+    for (entry, _), runs in found.items():
+        if runs:
+            alpha = runs[0]["config"]["alpha"]
+            values = metric_values(runs, "aa")
+            points.append((alpha, Cell(values)))
+    if not points:
+        print("alpha study: no finished runs")
+        return None
+    points.sort(key=lambda p: p[0])
+    with open(out / "alpha.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["alpha", "aa_mean", "aa_std", "n"])
+        writer.writerows([(a, c.mean, c.std, len(c.values)) for a, c in points])
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.errorbar([a for a, _ in points], [c.mean for _, c in points],
+                yerr=[0 if math.isnan(c.std) else c.std for _, c in points], marker="o", capsize=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("adjustment intensity α")
+    ax.set_ylabel("AA after 20 tasks (%)")
+    ax.set_title("AdaHAT α sensitivity, Permuted MNIST")
+    fig.tight_layout()
+    fig.savefig(out / "alpha.png", dpi=150)
+    plt.close(fig)
+    return out / "alpha.png"
+
+
+def read_capacity(folder: Path) -> list[tuple[int, int, float]]:
+    with open(folder / "capacity.csv") as f:
+        return [(int(r["step"]), int(r["task"]), float(r["capacity"])) for r in csv.DictReader(f)]
+
+
+def capacity_outputs(seed: int, out: Path, overrides: dict) -> list[Path]:
+    """The capacity figure (one seed, as published) and the end-of-task values beside the published ones."""
+    curves = {}
+    for method in CAPACITY_METHODS:
+        folder = find_run(HERE, "long_sequence", method, "pmnist", seed, METHODS, overrides)
+        if is_done(folder) and (folder / "capacity.csv").exists():
+            curves[method] = read_capacity(folder)
+    if not curves:
+        print("capacity: no finished long-sequence HAT-family runs")
+        return []
+    published = read_targets(HERE / "targets" / "capacity.csv")
+    columns = [f"t={t}" for t in CAPACITY_TASKS]
+    rows = {}
+    for method in CAPACITY_METHODS:
+        last = {}
+        for _, task, value in curves.get(method, []):
+            last[task] = value
+        rows[LABELS[method]] = {f"t={t}": Cell([last[t]] if t in last else [], (published[method][f"t{t}"], 0.0),
+                                               fmt=".3g") for t in CAPACITY_TASKS}
+    table = Table(f"Network capacity at the last step of task t (seed {seed}; published: AdaHAT paper data)",
+                  columns, rows, ["capacity = mean gradient adjustment rate over the masked layers' weights and "
+                                  "biases; the match mark uses a ±1.5 tolerance and is not meaningful here, "
+                                  "compare the values"])
+    paths = write_tables([table], out / "capacity", "")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for method, points in curves.items():
+        ax.plot([p[0] for p in points], [max(p[2], 1e-9) for p in points], label=LABELS[method], linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("network capacity")
+    ax.set_title("Network capacity, Permuted MNIST 50 tasks")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "capacity.png", dpi=150)
+    plt.close(fig)
+    return paths + [out / "capacity.png"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="", help="e.g. 1-5 (default: each study's)")
+    parser.add_argument("--out", default="results/adahat")
+    parser.add_argument("--parts", default="main,long,ablation,alpha,capacity")
+    parser.add_argument("--capacity-seed", type=int, default=1)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    seeds = parse_seeds(args.seeds) if args.seeds else None
+    overrides = config_lib.parse_cli(args.overrides)
+    parts = set(args.parts.split(","))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    header = f"Generated by `python -m adahat.make_tables {' '.join(argv or sys.argv[1:])}` at commit {git_commit()}.\n\n"
+    written = []
+    if "main" in parts:
+        found = collect(HERE, "main", METHODS, seeds, overrides=overrides)
+        entries = list(dict.fromkeys(e for e, _ in found))
+        written += write_tables([metric_table("AdaHAT main study, 20 tasks", found, entries, ["pmnist", "scifar100"])],
+                                out / "main", header)
+    if "long" in parts:
+        found = collect(HERE, "long_sequence", METHODS, seeds, overrides=overrides)
+        table, curve = long_sequence_table(found, list(dict.fromkeys(e for e, _ in found)))
+        written += write_tables([table], out / "long_sequence", header)
+        with open(out / "long_sequence_curve.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["method", "after_task", "aa_mean", "aa_std", "n"])
+            writer.writeheader()
+            writer.writerows(curve)
+    if "ablation" in parts:
+        found = collect(HERE, "ablation", METHODS, seeds, overrides=overrides)
+        entries = list(dict.fromkeys(e for e, _ in found))
+        written += write_tables([metric_table("AdaHAT ablation, Permuted MNIST 50 tasks", found, entries, ["pmnist"])],
+                                out / "ablation", header)
+    if "alpha" in parts:
+        figure = alpha_figure(collect(HERE, "alpha", METHODS, seeds, overrides=overrides), out)
+        written += [figure] if figure else []
+    if "capacity" in parts:
+        written += capacity_outputs(args.capacity_seed, out, overrides)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
