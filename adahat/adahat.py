@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from baselines.hat import HAT
-from common.hat import FREE_UNIT_GUARD, parameter_wise
+from common.hat import FREE_UNIT_GUARD, parameter_wise, rate
 
 
 class AdaHAT(HAT):
@@ -57,7 +57,7 @@ class AdaHAT(HAT):
         """AdaHAT's rate: a = r_l / (I + r_l) with r_l = alpha / (epsilon + R_l), I = min(S_i, S_j)."""
         rates = []
         for (imp_w, imp_b), r in zip(self.importance, self.layer_intensity(masks, layer_sparsity)):
-            rates.append((r / (imp_w + r), r / (imp_b + r)))
+            rates.append((rate(r, imp_w + r), rate(r, imp_b + r)))
         return rates
 
     def layer_intensity(self, masks, layer_sparsity) -> list[float]:

@@ -66,9 +66,16 @@ class Algorithm(nn.Module):
 
     @classmethod
     def yaml_defaults(cls) -> dict:
-        """Published settings from `<package>/configs/<name>.yaml` next to the class's module, if present."""
-        path = Path(inspect.getfile(cls)).parent / "configs" / f"{cls.name}.yaml"
-        return load_yaml(path) if path.exists() else {}
+        """Published settings from `<package>/configs/<name>.yaml` beside each class's module, parents first (so
+        FG-AdaHAT (IG) reads hat.yaml, adahat.yaml, fgadahat.yaml, then fgadahat_ig.yaml)."""
+        merged = {}
+        for klass in reversed(cls.__mro__):
+            if "name" not in vars(klass) or not issubclass(klass, Algorithm):
+                continue
+            path = Path(inspect.getfile(klass)).parent / "configs" / f"{klass.name}.yaml"
+            if path.exists():
+                merged.update(load_yaml(path))
+        return merged
 
     name = "base"
 

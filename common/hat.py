@@ -81,6 +81,12 @@ def parameter_wise(unit_values: list[torch.Tensor], layers: list[nn.Module], mod
     return out
 
 
+def rate(numerator: float, denominator: torch.Tensor) -> torch.Tensor:
+    """numerator / denominator as a true division (a Python float divided by a tensor is computed by torch as
+    numerator * (1 / denominator), which can miss an exact 1 by one ulp)."""
+    return denominator.new_tensor(numerator) / denominator
+
+
 # ----- embedding gradient compensation -------------------------------------------------------------------------------
 @torch.no_grad()
 def compensate_embedding_grads(embeddings, s: float, s_max: float, clamp: float) -> None:
@@ -106,6 +112,8 @@ class MaskedBackbone(nn.Module):
         self.embeddings = nn.ParameterList(nn.Parameter(torch.randn(n)) for n in units)
         self.bn_mode = bn_mode
         self.bns = nn.ModuleList(make_bn(n) for n in units) if bn_mode != "none" else None
+        # one ReLU module per weighted layer (not F.relu): attribution methods such as DeepLIFT hook them
+        self.relus = nn.ModuleList(nn.ReLU() for _ in units)
         self.initial_bn_state = copy.deepcopy(self.bns.state_dict()) if self.bns is not None else None
         self.task_bns: dict[int, nn.ModuleList] = {}
 
@@ -161,7 +169,7 @@ class MaskedMLP(MaskedBackbone):
                 activations: list | None = None) -> torch.Tensor:
         h = x.flatten(1)
         for l, layer in enumerate(self.fc):
-            h = F.relu(_mask(self.bn(l, layer(h), bn_task), masks[l]))
+            h = self.relus[l](_mask(self.bn(l, layer(h), bn_task), masks[l]))
             if activations is not None:
                 activations.append(h)
         return h
@@ -193,14 +201,14 @@ class MaskedResNet18(MaskedBackbone):
     def forward(self, x: torch.Tensor, masks: list[torch.Tensor], bn_task: int | None = None,
                 activations: list | None = None) -> torch.Tensor:
         acts = activations if activations is not None else []
-        h = F.relu(_mask(self.bn(0, self.stem(x), bn_task), masks[0]))
+        h = self.relus[0](_mask(self.bn(0, self.stem(x), bn_task), masks[0]))
         acts.append(h)
         h = F.max_pool2d(h, 3, stride=2, padding=1)
         for k, shortcut in enumerate(self.shortcuts):
             a, b = 1 + 2 * k, 2 + 2 * k
-            inner = F.relu(_mask(self.bn(a, self.convs[a](h), bn_task), masks[a]))
+            inner = self.relus[a](_mask(self.bn(a, self.convs[a](h), bn_task), masks[a]))
             acts.append(inner)
-            h = F.relu(_mask(self.bn(b, self.convs[b](inner), bn_task) + shortcut(h), masks[b]))
+            h = self.relus[b](_mask(self.bn(b, self.convs[b](inner), bn_task) + shortcut(h), masks[b]))
             acts.append(h)
         return h.mean(dim=(2, 3))
 

@@ -134,9 +134,11 @@ def read_study(package_dir: Path, study: str) -> dict:
         benchmarks: [pmnist, ...]   # what the study runs (the sweep iterates these)
         seeds: [1, 2, 3]
         settings: {num_tasks: 20}   # applied to every run of the study
-        methods:                    # the methods of the study, each with its own overrides
+        methods:                    # the study's runs by name, each with its own overrides
           finetuning: {weight_decay: 3.5e-4}
           hat: {}
+          adahat_alpha2e-6: {method: adahat, alpha: 2.0e-6}   # a named variant of a registered method
+          fgadahat_fa: {benchmarks: [pmnist]}                 # an entry run on some benchmarks only
     """
     path = package_dir / "configs" / "studies" / f"{study}.yaml"
     data = config_lib.load_yaml(path)
@@ -145,6 +147,12 @@ def read_study(package_dir: Path, study: str) -> dict:
         raise config_lib.ConfigError(f"{path}: a study file has the keys {', '.join(STUDY_KEYS)} "
                                      f"(unexpected: {', '.join(sorted(unknown)) or 'none'}; methods must be a mapping)")
     return data
+
+
+def study_entries(spec: dict, benchmark: str) -> list[str]:
+    """The study's entries that run on `benchmark`."""
+    return [name for name, entry in spec["methods"].items()
+            if benchmark in ((entry or {}).get("benchmarks") or [benchmark])]
 
 
 def apply_study(package_dir: Path, cli: dict) -> tuple[dict, dict | None]:
@@ -165,6 +173,9 @@ def apply_study(package_dir: Path, cli: dict) -> tuple[dict, dict | None]:
         raise config_lib.ConfigError(f"benchmark {benchmark!r} is not part of study {study!r} "
                                      f"(its benchmarks: {', '.join(data['benchmarks'])})")
     entry = dict(data["methods"][entry_name] or {})
+    only = entry.pop("benchmarks", None)
+    if benchmark is not None and only is not None and benchmark not in only:
+        raise config_lib.ConfigError(f"{entry_name!r} runs only on {', '.join(only)} in study {study!r}")
     cli = {**cli, "method": entry.pop("method", entry_name)}
     if cli["method"] != entry_name:
         cli.setdefault("run_name", entry_name)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import config as config_lib
 from common import records
-from common.runner import apply_study, read_study
+from common.runner import apply_study, read_study, study_entries
 
 MISSING = "—"
 
@@ -82,7 +82,7 @@ def collect(package_dir: Path, study: str, methods: dict, seeds: list[int] | Non
     spec = read_study(package_dir, study)
     found = {}
     for benchmark in benchmarks or spec["benchmarks"]:
-        for entry in spec["methods"]:
+        for entry in study_entries(spec, benchmark):
             runs = []
             for seed in seeds or spec["seeds"]:
                 folder = find_run(package_dir, study, entry, benchmark, seed, methods, overrides)

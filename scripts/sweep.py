@@ -19,7 +19,7 @@ from pathlib import Path
 
 from common import config as config_lib
 from common import records
-from common.runner import REFERENCES, apply_study, read_study
+from common.runner import REFERENCES, apply_study, read_study, study_entries
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +39,7 @@ def plan(package: str, study: str, benchmarks, seeds, entries, extra: dict) -> l
     spec = read_study(ROOT / package, study)
     refs, mains = {}, []
     for benchmark in benchmarks or spec["benchmarks"]:
-        for entry in entries or list(spec["methods"]):
+        for entry in [e for e in entries or spec["methods"] if e in study_entries(spec, benchmark)]:
             for seed in seeds or spec["seeds"]:
                 cli = {**extra, "study": study, "method": entry, "benchmark": benchmark, "seed": str(seed)}
                 resolved_cli, layer = apply_study(ROOT / package, cli)

@@ -19,18 +19,19 @@ from common.hat import (MaskedResNet18, aggregate, anneal_scale, compensate_embe
 S_MAX = 400.0
 NUM_BATCHES = 11  # synthetic: 400 samples -> 360 train (90/10 split), batch 32, drop_last -> 11 full batches
 
-ADAHAT_RECIPROCAL_BUG = (
-    "adahat/adahat.py:60 computes `r / (imp + r)` with r a Python float; Tensor.__rtruediv__ is "
-    "`reciprocal() * r`, so for importance 0 the rate is fl(r * fl(1/r)), which is 1 - 2**-24 instead of exactly 1 "
-    "for some r (e.g. R_l = 0.375, r = 1e-6/0.475): free parameters and every task-1 parameter get a != 1")
-
-
 # ----- helpers -------------------------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one CPU thread is faster than two contended ones (restored afterwards)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 def make_cfg(method, tmp_path, **extra):
     cli = {"method": method, "benchmark": "synthetic", "num_tasks": 3, "epochs": 1, "batch_size": 32,
            "out_dir": str(tmp_path), "references": "none", **extra}
     return config.resolve({k: str(v) for k, v in cli.items()}, METHODS)
-
 
 def build(method, tmp_path, num_tasks=3, **extra):
     cfg = make_cfg(method, tmp_path, num_tasks=num_tasks, **extra)
@@ -39,10 +40,8 @@ def build(method, tmp_path, num_tasks=3, **extra):
     algo = METHODS[method](cfg, [t.num_classes for t in tasks], tasks[0].input_shape)
     return cfg, tasks, algo
 
-
 def quiet(_message):
     pass
-
 
 class FakeRecord:
     def __init__(self):
@@ -54,7 +53,6 @@ class FakeRecord:
     def add_task(self, task_id, row, curves, train_seconds, seconds):
         self.rows.append((task_id, row))
 
-
 def train_one_task(algo, task, cfg):
     """begin_task, one epoch, end_task; returns the embeddings as they were just before end_task."""
     algo.begin_task(task)
@@ -62,7 +60,6 @@ def train_one_task(algo, task, cfg):
     embeddings = [e.detach().clone() for e in algo.backbone.embeddings]
     algo.end_task(task)
     return embeddings
-
 
 def spy_on_rates(algo, monkeypatch):
     """Wrap `apply_rates`: record the gradients before and after the adjustment and the rates, per step."""
@@ -80,10 +77,8 @@ def spy_on_rates(algo, monkeypatch):
     monkeypatch.setattr(algo, "apply_rates", spy)
     return calls
 
-
 def batch(task, n=32, start=0):
     return task.transform(task.train_x[start:start + n]), task.train_y[start:start + n]
-
 
 def min_pairs(units):
     """Parameter-wise min by explicit loops over (i, j) — independent of `aggregate` (first layer: the out unit)."""
@@ -96,7 +91,6 @@ def min_pairs(units):
         out.append((w, v.double()))
     return out
 
-
 # ----- 1. annealing --------------------------------------------------------------------------------------------------
 def test_anneal_scale_zero_based_by_hand():
     # B = 5, s_max = 400: s_b = 1/400 + (400 - 1/400) (b - 1)/4
@@ -108,7 +102,6 @@ def test_anneal_scale_zero_based_by_hand():
     assert anneal_scale(4, 5, S_MAX) == 1 / 400 + (400 - 1 / 400) * 3 / 4  # last batch: 300.000625, never 400
     assert anneal_scale(4, 5, S_MAX) == pytest.approx(300.000625, abs=1e-9)
     assert anneal_scale(4, 5, S_MAX) < S_MAX
-
 
 def test_anneal_scale_one_based_and_edge_cases():
     # zero_based False: b runs 1..B -> first exactly 1/400, last exactly 400
@@ -124,7 +117,6 @@ def test_anneal_scale_one_based_and_edge_cases():
     algo = SimpleNamespace(cfg={"s_max": S_MAX, "anneal_zero_based": True})
     assert HAT.scale(algo, Step(0, 5, 3, 2)) == anneal_scale(0, 5, S_MAX)
 
-
 # ----- 2. mask sparsity regulariser ----------------------------------------------------------------------------------
 def test_mask_sparsity_task_1_is_mean_mask():
     # M = 0 everywhere: R = mean of every mask value = (6 * 0.5 + 8 * 0.25) / 14 = 5/14;
@@ -138,7 +130,6 @@ def test_mask_sparsity_task_1_is_mean_mask():
     masks = [torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]), torch.tensor([0.0, 1.0, 0.0, 1.0, 0.5, 0.5, 0.25, 0.75])]
     reg, _ = mask_sparsity(masks, cumulative)
     assert reg.item() == pytest.approx((2.1 + 4.0) / 14, rel=1e-6)
-
 
 def test_mask_sparsity_is_global_with_cumulative_mask_and_has_gradient():
     # layer A: 24 units, 4 used (M=1), 20 free; m = 1 everywhere -> used part ignored, sum m(1-M) = 20 -> R_A = 1
@@ -160,7 +151,6 @@ def test_mask_sparsity_is_global_with_cumulative_mask_and_has_gradient():
     assert torch.allclose(m_a.grad, (1 - cum_a) / 60, rtol=1e-6, atol=0)
     assert torch.allclose(m_b.grad, (1 - cum_b) / 60, rtol=1e-6, atol=0)
     assert m_a.grad[:4].eq(0).all() and m_b.grad[-4:].eq(0).all()
-
 
 def test_mask_sparsity_free_unit_guards():
     # per layer: 12 units with 2 used -> 10 free -> R_l = 0; 13 units with 2 used -> 11 free -> R_l = 11 * 0.5 / 11
@@ -185,11 +175,9 @@ def test_mask_sparsity_free_unit_guards():
     reg, per_layer = mask_sparsity([torch.full((8,), 0.7)], [torch.ones(8)])
     assert reg.item() == 0.0 and per_layer[0].item() == 0.0
 
-
 # ----- 3. unit -> parameter aggregation ------------------------------------------------------------------------------
 OUT = torch.tensor([0.25, 1.0, 0.5])  # units of layer l (3 outputs)
 IN = torch.tensor([0.5, 0.75])  # units of layer l-1 (2 inputs)
-
 
 def test_aggregate_linear_by_hand():
     # W[i, j] = Agg(out[i], in[j]) for a 3x2 Linear weight
@@ -201,7 +189,6 @@ def test_aggregate_linear_by_hand():
     assert torch.equal(aggregate(OUT, None, (3, 2)), torch.tensor([[0.25, 0.25], [1.0, 1.0], [0.5, 0.5]]))
     with pytest.raises(ValueError):
         aggregate(OUT, IN, (3, 2), "median")
-
 
 def test_aggregate_conv_broadcasts_over_kernel():
     value = aggregate(OUT, IN, (3, 2, 3, 3), "min")
@@ -215,7 +202,6 @@ def test_aggregate_conv_broadcasts_over_kernel():
     # the result is a fresh tensor, not a view of the unit values
     value[0, 0, 0, 0] = 9.0
     assert OUT[0] == 0.25
-
 
 def test_parameter_wise_layers_and_biases():
     layers = [nn.Linear(4, 2), nn.Linear(2, 3)]
@@ -234,11 +220,9 @@ def test_parameter_wise_layers_and_biases():
     assert torch.equal(cw1[:, :, 1, 2], torch.tensor([[0.25, 0.25], [0.5, 0.75], [0.5, 0.5]]))
     assert torch.equal(cb1, OUT) and torch.equal(cb0, IN)
 
-
 # ----- 4. embedding gradient compensation -----------------------------------------------------------------------------
 def compensation_factor(e, s, s_max=400.0, clamp=50.0):
     return (s_max / s) * (math.cosh(max(-clamp, min(clamp, s * e))) + 1) / (math.cosh(e) + 1)
-
 
 @pytest.mark.parametrize("s", [2.0, -2.0])
 def test_compensate_embedding_grads_by_hand(s):
@@ -261,7 +245,6 @@ def test_compensate_embedding_grads_by_hand(s):
         assert (e.grad * torch.tensor([1.0, -2.0, 0.5]) < 0).all()
     assert untouched.grad is None
     assert torch.equal(e.detach(), torch.tensor(values))  # only the gradient changes
-
 
 # ----- 5./6. HAT on the synthetic benchmark ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
@@ -287,7 +270,6 @@ def hat_run(tmp_path_factory):
     algo.eval()
     return SimpleNamespace(cfg=cfg, tasks=tasks, algo=algo, x1=x1, snap=snap, matrix=matrix, record=record)
 
-
 def test_hat_protects_task_1_parameters(hat_run):
     algo, snap = hat_run.algo, hat_run.snap
     assert [len(r) for r in hat_run.matrix] == [1, 2] and [t for t, _ in hat_run.record.rows] == [1, 2]
@@ -308,7 +290,6 @@ def test_hat_protects_task_1_parameters(hat_run):
     assert torch.equal(algo.predict(hat_run.x1, 1), snap["pred"])
     assert hat_run.matrix[1][0] == hat_run.matrix[0][0]
 
-
 def test_hat_test_masks_are_binary_and_cumulative_is_union(hat_run):
     algo = hat_run.algo
     for l in range(3):
@@ -316,7 +297,6 @@ def test_hat_test_masks_are_binary_and_cumulative_is_union(hat_run):
         assert set(m1.unique().tolist()) <= {0.0, 1.0}
         assert torch.equal(algo.cumulative[l], torch.maximum(m1, m2))
         assert torch.equal(m2, (algo.backbone.embeddings[l].detach() > 0).float())
-
 
 def test_hat_capacity_task_1_exactly_one_and_task_2_by_hand(hat_run):
     algo = hat_run.algo
@@ -336,7 +316,6 @@ def test_hat_capacity_task_1_exactly_one_and_task_2_by_hand(hat_run):
     for r in rows[NUM_BATCHES:]:
         assert r["capacity"] == pytest.approx((total - frozen) / total, rel=1e-6)
 
-
 # ----- 6. AdaHAT capacity on task 1 ----------------------------------------------------------------------------------
 def test_adahat_capacity_task_1_within_one_ulp(tmp_path):
     cfg, tasks, algo = build("adahat", tmp_path, num_tasks=1)
@@ -346,13 +325,10 @@ def test_adahat_capacity_task_1_within_one_ulp(tmp_path):
     # every rate is r / (0 + r); see test_adahat_rate_is_exactly_one_on_unused_parameters for the exact check
     assert all(abs(r["capacity"] - 1.0) <= 2 ** -23 for r in rows)
 
-
-@pytest.mark.xfail(strict=True, reason=ADAHAT_RECIPROCAL_BUG)
 def test_adahat_capacity_task_1_exactly_one(tmp_path):
     cfg, tasks, algo = build("adahat", tmp_path, num_tasks=1)
     train_one_task(algo, tasks[0], cfg)
     assert all(r["capacity"] == 1.0 for r in algo.extra_records()["capacity"])
-
 
 # ----- 7. AdaHAT rates -----------------------------------------------------------------------------------------------
 def layer_sparsity_by_hand(masks, cumulative):
@@ -363,7 +339,6 @@ def layer_sparsity_by_hand(masks, cumulative):
         out.append(float((m.double() * (1 - c.double())).sum()) / free if free > 10 else 0.0)
     return out
 
-
 def test_adahat_rates_after_two_tasks(tmp_path, monkeypatch):
     cfg, tasks, algo = build("adahat", tmp_path, num_tasks=3)
     alpha, eps = cfg["alpha"], cfg["epsilon"]
@@ -371,7 +346,7 @@ def test_adahat_rates_after_two_tasks(tmp_path, monkeypatch):
     calls = spy_on_rates(algo, monkeypatch)
     e1 = train_one_task(algo, tasks[0], cfg)
     e2 = train_one_task(algo, tasks[1], cfg)
-    # task 1 and task 2 steps: rates r/(0 + r) on task 1 (within one float32 ulp of 1, see the xfail test)
+    # task 1 and task 2 steps: rates r/(0 + r) on task 1 (within one float32 ulp of 1, see test_adahat_rate_is_exactly_one_on_unused_parameters)
     for call in calls[:NUM_BATCHES]:
         for w, b in call.rates:
             assert (w - 1).abs().max() <= 2 ** -23 and (b - 1).abs().max() <= 2 ** -23
@@ -423,8 +398,6 @@ def test_adahat_rates_after_two_tasks(tmp_path, monkeypatch):
     total = sum(float(w.double().sum() + b.double().sum()) for w, b in call.rates)
     assert call.capacity.item() == pytest.approx(total / 233124, rel=1e-6)
 
-
-@pytest.mark.xfail(strict=True, reason=ADAHAT_RECIPROCAL_BUG)
 def test_adahat_rate_is_exactly_one_on_unused_parameters(tmp_path):
     # task 1 (S = 0) with R_l = 0.375 in every layer (all units free, soft mask 0.375 everywhere):
     # r = 1e-6 / 0.475; a = r / (0 + r) must be exactly 1 (spec §3.3, §3.5, §9)
@@ -436,7 +409,6 @@ def test_adahat_rate_is_exactly_one_on_unused_parameters(tmp_path):
     rates = algo.adjustment_rates(masks, layer_sparsity, Step(0, 1, 0, 1))
     for w, b in rates:
         assert torch.equal(w, torch.ones_like(w)) and torch.equal(b, torch.ones_like(b))
-
 
 def constructed_state(algo, task_id=3):
     """M and S by hand: layer 1 (256): units 0-19 used (S = 2 on 0-9, 1 on 10-19); layer 2 (100): units 0-4 used
@@ -452,7 +424,6 @@ def constructed_state(algo, task_id=3):
     masks = [m0, torch.full((100,), 0.2), torch.full((64,), 0.5)]
     _, layer_sparsity = mask_sparsity(masks, algo.cumulative)
     return S, masks, layer_sparsity
-
 
 def test_adahat_paper2024_network_sparsity_by_hand(tmp_path):
     cfg, _, algo = build("adahat", tmp_path, semantics="paper2024")
@@ -485,7 +456,6 @@ def test_adahat_paper2024_network_sparsity_by_hand(tmp_path):
     assert rates[2][0][7, 4].item() != pytest.approx(
         algo.adjustment_rates(masks, layer_sparsity, Step(5, 10, 0, 3))[2][0][7, 4].item(), rel=1e-3)
 
-
 def test_adahat_paper2024_reuse_term_guard(tmp_path):
     # layer with exactly 10 used units -> second term 1; with 11 used units -> 1 - sum(m M)/11
     cfg, _, algo = build("adahat", tmp_path, semantics="paper2024")
@@ -500,7 +470,6 @@ def test_adahat_paper2024_reuse_term_guard(tmp_path):
     # layer 3: 0 used units -> reuse 1, free term 0 -> 0.5
     assert [float(v) for v in algo.network_sparsity(masks, layer_sparsity)] == pytest.approx([0.5, 0.5, 0.5])
 
-
 def test_adahat_no_reg_rate(tmp_path):
     cfg, _, algo = build("adahat_no_reg", tmp_path)
     S, masks, layer_sparsity = constructed_state(algo)
@@ -510,7 +479,6 @@ def test_adahat_no_reg_rate(tmp_path):
     assert rates[0][1][3].item() == pytest.approx(r / (2 + r), rel=1e-5)  # ~5e-6
     assert rates[1][0][0, 3].item() == pytest.approx(r / (1 + r), rel=1e-5)
     assert rates[2][1][0].item() == pytest.approx(r / (3 + r), rel=1e-5)
-
 
 def test_adahat_no_sum_current_semantics(tmp_path):
     cfg, _, algo = build("adahat_no_sum", tmp_path)
@@ -530,7 +498,6 @@ def test_adahat_no_sum_current_semantics(tmp_path):
         assert torch.allclose(w.double(), torch.full(w.shape, rl / (3 + rl), dtype=torch.float64), rtol=1e-5, atol=0)
         assert torch.allclose(b.double(), torch.full(b.shape, rl / (3 + rl), dtype=torch.float64), rtol=1e-5, atol=0)
 
-
 def test_adahat_no_sum_paper2024_semantics(tmp_path):
     cfg, _, algo = build("adahat_no_sum", tmp_path, semantics="paper2024")
     S, masks, layer_sparsity = constructed_state(algo, task_id=3)
@@ -546,13 +513,11 @@ def test_adahat_no_sum_paper2024_semantics(tmp_path):
                               rtol=1e-5, atol=0)
         assert torch.equal(b[pb == 0], torch.ones_like(b[pb == 0]))
 
-
 def test_adahat_rejects_bad_settings(tmp_path):
     with pytest.raises(ValueError):
         build("adahat", tmp_path, semantics="legacy")
     with pytest.raises(ValueError):
         build("adahat", tmp_path, alpha=0.0)
-
 
 # ----- 8. HAT variants -----------------------------------------------------------------------------------------------
 def variant_rates_on_real_step(method, tmp_path, monkeypatch):
@@ -567,7 +532,6 @@ def variant_rates_on_real_step(method, tmp_path, monkeypatch):
     (call,) = calls
     return cfg, call, P
 
-
 def test_hat_rates_are_one_minus_protection(tmp_path, monkeypatch):
     _, call, P = variant_rates_on_real_step("hat", tmp_path, monkeypatch)
     for (w, b), (pw, pb), (gw, gb), (aw, ab) in zip(call.rates, P, call.before, call.after):
@@ -575,14 +539,12 @@ def test_hat_rates_are_one_minus_protection(tmp_path, monkeypatch):
         assert torch.equal(aw[pw == 1], torch.zeros_like(aw[pw == 1]))
         assert torch.equal(aw[pw == 0], gw[pw == 0]) and torch.equal(ab[pb == 0], gb[pb == 0])
 
-
 def test_hat_const_1_rates_are_all_one(tmp_path, monkeypatch):
     _, call, _ = variant_rates_on_real_step("hat_const_1", tmp_path, monkeypatch)
     for (w, b), (gw, gb), (aw, ab) in zip(call.rates, call.before, call.after):
         assert torch.equal(w, torch.ones_like(w)) and torch.equal(b, torch.ones_like(b))
         assert torch.equal(aw, gw) and torch.equal(ab, gb)
     assert call.capacity.item() == 1.0
-
 
 def test_hat_const_alpha_rates(tmp_path, monkeypatch):
     cfg, call, P = variant_rates_on_real_step("hat_const_alpha", tmp_path, monkeypatch)
@@ -594,7 +556,6 @@ def test_hat_const_alpha_rates(tmp_path, monkeypatch):
         assert (w[pw == 1] == alpha32).all() and (w[pw == 0] == 1).all()
         assert (b[pb == 1] == alpha32).all() and (b[pb == 0] == 1).all()
 
-
 def test_hat_random_rates(tmp_path, monkeypatch):
     _, call, P = variant_rates_on_real_step("hat_random", tmp_path, monkeypatch)
     for (w, b), (pw, pb) in zip(call.rates, P):
@@ -604,7 +565,6 @@ def test_hat_random_rates(tmp_path, monkeypatch):
         assert 0.4 < protected.double().mean().item() < 0.6  # U(0, 1)
         assert (w[pw == 0] == 1).all() and (b[pb == 0] == 1).all()
         assert ((b[pb == 1] >= 0) & (b[pb == 1] < 1)).all()
-
 
 # ----- 9. masked ResNet-18 -------------------------------------------------------------------------------------------
 def test_masked_resnet18_layout_and_masks():
@@ -637,7 +597,6 @@ def test_masked_resnet18_layout_and_masks():
         feat = net(x, half)
         assert torch.equal(feat[:, 5], torch.zeros(2)) and torch.equal(feat[:, 6], out[:, 6])
 
-
 def test_hat_resnet18_capacity_counts_bias_entries_and_leaves_shortcuts_free(tmp_path):
     cfg = config.resolve({"method": "hat", "benchmark": "synthetic_rgb", "batch_norm": "false",
                           "out_dir": str(tmp_path), "references": "none"}, METHODS)
@@ -666,7 +625,6 @@ def test_hat_resnet18_capacity_counts_bias_entries_and_leaves_shortcuts_free(tmp
              if not torch.equal(s.weight, w)]
     assert len(moved) == 3
 
-
 # ----- 10. batch-norm modes ------------------------------------------------------------------------------------------
 def test_independent_batch_norm_per_task_copies(tmp_path):
     cfg, tasks, algo = build("hat", tmp_path, num_tasks=2, hat_batch_norm="independent")
@@ -694,7 +652,6 @@ def test_independent_batch_norm_per_task_copies(tmp_path):
     # task 1 is tested with its own BN copy and protected weights: unchanged predictions
     assert torch.equal(algo.predict(x1, 1), pred_1)
 
-
 def test_shared_batch_norm_runs(tmp_path):
     cfg, tasks, algo = build("hat", tmp_path, num_tasks=2, hat_batch_norm="shared")
     record = FakeRecord()
@@ -705,9 +662,20 @@ def test_shared_batch_norm_runs(tmp_path):
     algo.eval()
     assert torch.isfinite(algo.predict(x1, 1)).all()
 
-
 def test_invalid_batch_norm_settings(tmp_path):
     with pytest.raises(ValueError, match="independent"):
         build("hat", tmp_path, num_tasks=1, hat_batch_norm="per_task")
     with pytest.raises(ValueError, match="hat_batch_norm"):
         build("hat", tmp_path, num_tasks=1, batch_norm="true")
+
+# ----- stored-mask switch --------------------------------------------------------------------------------------------
+def test_stored_masks_soft_and_binary(tmp_path):
+    for mode in ("binary", "soft"):
+        cfg, tasks, algo = build("hat", tmp_path, num_tasks=1, stored_masks=mode)
+        e = train_one_task(algo, tasks[0], cfg)
+        # binary: 1[e > 0]; soft: sigmoid(s_max e) (the original HAT / 2024 AdaHAT code)
+        expected = [(v > 0).float() if mode == "binary" else torch.sigmoid(400.0 * v) for v in e]
+        for stored, cum, want in zip(algo.task_masks[1], algo.cumulative, expected):
+            assert torch.equal(stored, want) and torch.equal(cum, want)
+    with pytest.raises(ValueError, match="stored_masks"):
+        build("hat", tmp_path, num_tasks=1, stored_masks="hard")

@@ -1,0 +1,208 @@
+"""Neuron-importance measures of FG-AdaHAT (`spec/algorithms.md` §4.3).
+
+Each measure is one function `measure(ctx) -> [u_l]`: a raw, non-negative importance per unit of every weighted
+layer, computed after the optimizer step from that step's tensors (`StepContext`). Adding a measure is one function
+here, one entry in `MEASURES` and one YAML (`fg_adahat/configs/fgadahat_<name>.yaml`).
+
+"Input weights" of unit i of layer l are W_l[i, ...]; its "output weights" are W_{l+1}[:, i, ...] of the next
+weighted layer, or of the current task's head after the last layer. Activations are the step's masked post-ReLU
+outputs; gradients are the already-adjusted ones (FG-AdaHAT reads them after the adjustment and the step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepContext:
+    algo: nn.Module                  # the FG-AdaHAT algorithm (backbone, heads)
+    x: torch.Tensor                  # the step's (transformed) inputs
+    y: torch.Tensor                  # labels
+    masks: list[torch.Tensor]        # the step's soft training masks sigmoid(s_b e)
+    activations: list[torch.Tensor]  # the step's masked post-ReLU activations, one per weighted layer
+    task_id: int
+
+    @property
+    def layers(self) -> list[nn.Module]:
+        return self.algo.layers
+
+    def next_weight(self, l: int) -> torch.Tensor:
+        """Weight whose input units are layer l's units: the next weighted layer's, or the current head's."""
+        return self.layers[l + 1].weight if l + 1 < len(self.layers) else self.algo.heads.head(self.task_id).weight
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The training-stage forward of this step (same soft masks, current head)."""
+        masks = [m.detach() for m in self.masks]
+        return self.algo.heads(self.algo.backbone(x, masks), self.task_id)
+
+
+def per_unit(t: torch.Tensor, unit_dim: int) -> torch.Tensor:
+    """Sum over every dim except `unit_dim` (weights and gradients: kernel dims and the other side)."""
+    return t.transpose(0, unit_dim).reshape(t.shape[unit_dim], -1).sum(1)
+
+
+def mean_abs_activation(h: torch.Tensor) -> torch.Tensor:
+    """mean |h| over the batch (and spatial positions of conv maps), one value per unit."""
+    return h.detach().abs().transpose(0, 1).reshape(h.shape[1], -1).mean(1)
+
+
+# ----- measures from the step's tensors --------------------------------------------------------------------------
+def input_gradient(ctx: StepContext) -> list[torch.Tensor]:
+    """IG: sum |dL/dW_l[i, .]| (adjusted gradients)."""
+    return [per_unit(layer.weight.grad.abs(), 0) for layer in ctx.layers]
+
+
+def output_gradient(ctx: StepContext) -> list[torch.Tensor]:
+    """OG: sum |dL/dW_{l+1}[., i]| (the head's gradient, unadjusted, after the last layer)."""
+    out = []
+    for l in range(len(ctx.layers)):
+        weight = ctx.next_weight(l)
+        out.append(per_unit(weight.grad.abs(), 1) if weight.grad is not None else torch.zeros_like(ctx.masks[l]))
+    return out
+
+
+def contribution_utility(ctx: StepContext) -> list[torch.Tensor]:
+    """CU: mean|h_{l,i}| * sum |W_{l+1}[., i]| (post-step weights)."""
+    return [mean_abs_activation(h) * per_unit(ctx.next_weight(l).detach().abs(), 1)
+            for l, h in enumerate(ctx.activations)]
+
+
+def input_contribution_utility(ctx: StepContext) -> list[torch.Tensor]:
+    """ICU: mean|h_{l,i}| * sum |W_l[i, .]| (post-step weights)."""
+    return [mean_abs_activation(h) * per_unit(layer.weight.detach().abs(), 0)
+            for layer, h in zip(ctx.layers, ctx.activations)]
+
+
+def activation_fisher(ctx: StepContext) -> list[torch.Tensor]:
+    """AFI as described: mean|h_{l,i}| * sum (dL/dW_l[i, .])^2. (The paper-time code computed ICU instead; the
+    algorithm's `afi_semantics: paper` reproduces that, see `FGAdaHAT`.)"""
+    return [mean_abs_activation(h) * per_unit(layer.weight.grad.square(), 0)
+            for layer, h in zip(ctx.layers, ctx.activations)]
+
+
+# ----- feature ablation (own batched implementation) ------------------------------------------------------------
+def ablation_hook(num_units: int):
+    """Forward hook that turns a layer output [B, N, ...] into [N*B, N, ...] where block f has unit f set to 0."""
+    def hook(module, inputs, output):
+        expanded = output.unsqueeze(0).repeat(num_units, *([1] * output.dim()))  # [N, B, N, ...]
+        index = torch.arange(num_units, device=output.device)
+        expanded[index, :, index] = 0
+        return expanded.reshape(num_units * output.shape[0], *output.shape[1:])
+    return hook
+
+
+@torch.no_grad()
+def feature_ablation(ctx: StepContext) -> list[torch.Tensor]:
+    """FA: u_{l,f} = mean_x |z(x) - z_without_f(x)|, z the target-class logit, unit f's layer output set to 0.
+
+    All units of a layer are ablated in one mega-batch of N_l * B samples that branches at the layer itself, so the
+    layers before it run once (MLP). ResNet blocks add a shortcut from before the ablated conv, so there the whole
+    input is repeated instead.
+    """
+    batch = len(ctx.y)
+    target = ctx.logits(ctx.x).gather(1, ctx.y[:, None]).squeeze(1)
+    out = []
+    for l, layer in enumerate(ctx.layers):
+        n = layer.weight.shape[0]
+        if isinstance(layer, nn.Linear):
+            handle = layer.register_forward_hook(ablation_hook(n))
+            x = ctx.x
+        else:
+            handle = layer.register_forward_hook(_conv_ablation_hook(n, batch))
+            x = ctx.x.repeat(n, *([1] * (ctx.x.dim() - 1)))
+        try:
+            ablated = ctx.logits(x).view(n, batch, -1).gather(2, ctx.y[None, :, None].expand(n, batch, 1))
+        finally:
+            handle.remove()
+        out.append((target[None, :] - ablated.squeeze(2)).abs().mean(1))
+    return out
+
+
+def _conv_ablation_hook(num_units: int, batch: int):
+    """For an already repeated input [N*B, ...]: zero channel f in block f of the layer output."""
+    def hook(module, inputs, output):
+        view = output.view(num_units, batch, *output.shape[1:]).clone()
+        index = torch.arange(num_units, device=output.device)
+        view[index, :, index] = 0
+        return view.view_as(output)
+    return hook
+
+
+def feature_ablation_naive(ctx: StepContext) -> list[torch.Tensor]:
+    """Reference implementation of FA, one unit at a time (for tests)."""
+    with torch.no_grad():
+        target = ctx.logits(ctx.x).gather(1, ctx.y[:, None]).squeeze(1)
+        out = []
+        for layer in ctx.layers:
+            values = []
+            for f in range(layer.weight.shape[0]):
+                def zero_unit(module, inputs, output, f=f):
+                    output = output.clone()
+                    output[:, f] = 0
+                    return output
+                handle = layer.register_forward_hook(zero_unit)
+                try:
+                    z = ctx.logits(ctx.x).gather(1, ctx.y[:, None]).squeeze(1)
+                finally:
+                    handle.remove()
+                values.append((target - z).abs().mean())
+            out.append(torch.stack(values))
+        return out
+
+
+# ----- Captum layer attributions --------------------------------------------------------------------------------
+class _LogitsModule(nn.Module):
+    """The step's forward as a module (Captum's DeepLIFT needs one)."""
+
+    def __init__(self, ctx: StepContext):
+        super().__init__()
+        self.backbone, self.head = ctx.algo.backbone, ctx.algo.heads.head(ctx.task_id)
+        self.masks = [m.detach() for m in ctx.masks]
+
+    def forward(self, x):
+        return self.head(self.backbone(x, self.masks))
+
+
+def _captum(ctx: StepContext, make, **kwargs) -> list[torch.Tensor]:
+    """u_{l,i} = mean |A| over every dim but the unit dim, A the attribution of layer l's module output."""
+    out = []
+    for layer in ctx.layers:
+        attribution = make(layer).attribute(ctx.x, target=ctx.y.long(), **kwargs)
+        out.append(mean_abs_activation(attribution))
+    return out
+
+
+def internal_influence(ctx: StepContext) -> list[torch.Tensor]:
+    """II: Captum InternalInfluence, zero baseline, 5 integration steps."""
+    from captum.attr import InternalInfluence
+    return _captum(ctx, lambda layer: InternalInfluence(ctx.logits, layer), n_steps=5)
+
+
+def gradient_shap(ctx: StepContext) -> list[torch.Tensor]:
+    """GS: Captum LayerGradientShap with an all-zeros baseline (n_samples 5, stdevs 0)."""
+    from captum.attr import LayerGradientShap
+    return _captum(ctx, lambda layer: LayerGradientShap(ctx.logits, layer), baselines=torch.zeros_like(ctx.x))
+
+
+def deeplift(ctx: StepContext) -> list[torch.Tensor]:
+    """DL: Captum LayerDeepLift on the step's forward, zero baseline, multiplied by inputs."""
+    from captum.attr import LayerDeepLift
+    model = _LogitsModule(ctx)
+    return _captum(ctx, lambda layer: LayerDeepLift(model, layer), baselines=torch.zeros_like(ctx.x))
+
+
+MEASURES = {
+    "ig": input_gradient,
+    "og": output_gradient,
+    "cu": contribution_utility,
+    "icu": input_contribution_utility,
+    "afi": activation_fisher,
+    "fa": feature_ablation,
+    "ii": internal_influence,
+    "gs": gradient_shap,
+    "dl": deeplift,
+}
