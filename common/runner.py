@@ -56,8 +56,9 @@ def train_and_record(cfg: dict, methods: dict, refs: dict | None = None, echo: b
     return record.folder
 
 
-class ReferenceLock:
-    """Exclusive creation of `<folder>.lock`, so parallel runs needing the same reference train it once."""
+class RunLock:
+    """Exclusive creation of `<folder>.lock`: two processes never train into the same run folder (parallel sweeps,
+    several main runs needing the same reference). A lock whose process has died is taken over."""
 
     def __init__(self, folder: Path):
         self.path = folder.parent / (folder.name + ".lock")
@@ -98,16 +99,24 @@ def ensure_reference(cfg: dict, reference: str, methods: dict) -> list[list[floa
     ref_cfg = config_lib.resolve(config_lib.reference_config(cfg, reference), methods)
     folder = records.run_folder(ref_cfg)
     if not records.is_done(folder):
-        lock = ReferenceLock(folder)
-        lock.acquire(print)
-        try:
-            if not records.is_done(folder):
-                print(f"reference {reference}: training into {folder}", flush=True)
-                train_and_record(ref_cfg, methods, refs=None)
-        finally:
-            lock.release()
+        print(f"reference {reference}: training into {folder}", flush=True)
+        train_locked(ref_cfg, methods, refs=None)
     records.check_same_config(folder, ref_cfg)
     return records.read_acc(folder)
+
+
+def train_locked(cfg: dict, methods: dict, refs: dict | None) -> Path:
+    """`train_and_record` under the folder's lock; if another process finished it meanwhile, reuse that."""
+    folder = records.run_folder(cfg)
+    lock = RunLock(folder)
+    lock.acquire(print)
+    try:
+        if records.is_done(folder):
+            records.check_same_config(folder, cfg)
+            return folder
+        return train_and_record(cfg, methods, refs)
+    finally:
+        lock.release()
 
 
 def run(cfg: dict, methods: dict) -> Path:
@@ -121,7 +130,7 @@ def run(cfg: dict, methods: dict) -> Path:
     refs = None
     if cfg["references"] == "auto" and cfg["method"] not in REFERENCES:
         refs = {name: ensure_reference(cfg, name, methods) for name in REFERENCES}
-    return train_and_record(cfg, methods, refs)
+    return train_locked(cfg, methods, refs)
 
 
 STUDY_KEYS = ("description", "benchmarks", "seeds", "settings", "methods")
