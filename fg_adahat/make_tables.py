@@ -9,11 +9,13 @@ without finished runs shows `—`. Extra key=value pairs select runs made with t
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from common import config as config_lib
 from common.records import git_commit
+from common.runner import read_study
 from common.tables import Cell, Table, collect, metric_values, read_targets, write_tables
 from fg_adahat import METHODS
 from scripts.sweep import parse_seeds
@@ -35,8 +37,9 @@ def build_table(name: str, found: dict, targets: dict, benchmarks: list[str]) ->
             for m in metrics:
                 published = targets.get(entry, {})
                 pub = (published.get(f"{b}_{m}_mean"), published.get(f"{b}_{m}_std"))
+                has_pub = pub[0] is not None and not math.isnan(pub[0])
                 cells[f"{BENCHMARKS[b]} {m.upper()}"] = Cell(metric_values(found.get((entry, b), []), m),
-                                                             pub if pub[0] is not None else None)
+                                                             pub if has_pub else None)
         rows[label] = cells
     notes = ["mean ± sample std over the seeds that finished; published values from the FG-AdaHAT paper; "
              "✓ = within published mean ± 2 std (± 1.5 points where the published std < 0.75)"]
@@ -57,9 +60,10 @@ def main(argv=None) -> int:
     benchmarks = [b for b in args.benchmarks.split(",") if b]
     overrides = config_lib.parse_cli(args.overrides)
     seeds = parse_seeds(args.seeds) if args.seeds else None
-    available = [b for b in benchmarks if b in config_lib.available_benchmarks()]
+    study_benchmarks = read_study(HERE, args.study)["benchmarks"]
+    available = [b for b in benchmarks if b in config_lib.available_benchmarks() and b in study_benchmarks]
     for b in set(benchmarks) - set(available):
-        print(f"{b}: benchmark not available yet; its cells are shown as missing")
+        print(f"{b}: not a benchmark of study {args.study!r} here; its cells are shown as missing")
     found = collect(HERE, args.study, METHODS, seeds, available, overrides) if available else {}
     for (entry, b), runs in sorted(found.items()):
         print(f"{b:10s} {entry:12s} {len(runs)} finished run(s)")
