@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch.utils.data import random_split
 
-from common.data import RawData, load_source
+from common.data import COMBINED, RawData, load_source
 
 SPLIT_SEED = 42
 VAL_FRACTION = 0.1
@@ -139,6 +139,29 @@ def synthetic(num_tasks: int, data_dir: str, image_shape=(1, 28, 28), num_classe
     return tasks
 
 
+def make_task_own_val(task_id: int, name: str, raw: RawData) -> Task:
+    """A Task from a dataset with its own validation part (DTD, Country211): no 90/10 split of the training part."""
+    return Task(task_id, name, raw.num_classes, raw.train_x, raw.train_y, raw.val_x, raw.val_y, raw.test_x,
+                raw.test_y, torch.tensor(raw.mean), torch.tensor(raw.std))
+
+
+def combined(benchmark: str, num_tasks: int, data_dir: str) -> list[Task]:
+    """One whole dataset per task, in the published order (`common.data.COMBINED`, spec/experiments.md §1.3,
+    §1.4), every image in the benchmark's shape; the task's classes are the dataset's. `num_tasks` below the full
+    count takes the first tasks. Validation: the dataset's own part where it has one, else 90/10 (seed 42)."""
+    shape, members = COMBINED[benchmark]
+    if not 1 <= num_tasks <= len(members):
+        raise ValueError(f"{benchmark} has {len(members)} tasks; num_tasks={num_tasks} is not 1..{len(members)}")
+    tasks = []
+    for t, name in enumerate(members[:num_tasks], start=1):
+        raw = load_source(name, data_dir, shape=shape)
+        if raw.val_x is not None:
+            tasks.append(make_task_own_val(t, name, raw))
+        else:
+            tasks.append(make_task(t, name, raw.num_classes, raw, raw.train_x, raw.train_y, raw.test_x, raw.test_y))
+    return tasks
+
+
 BUILDERS = {
     "pmnist": permuted_mnist,
     "rmnist": rotated_mnist,
@@ -147,6 +170,8 @@ BUILDERS = {
     "scifar100": lambda n, d: class_split("cifar100", n, d, "scifar100"),
     "synthetic": synthetic,
     "synthetic_rgb": lambda n, d: synthetic(n, d, image_shape=(3, 32, 32)),
+    "combined20": lambda n, d: combined("combined20", n, d),
+    "combined5": lambda n, d: combined("combined5", n, d),
 }
 
 

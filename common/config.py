@@ -29,7 +29,7 @@ class ConfigError(ValueError):
 # key: (default, type, help). `None` default means "must be given" or "taken from the benchmark YAML".
 ENGINE_KEYS: dict[str, tuple[object, type, str]] = {
     "method": (None, str, "registered method name"),
-    "benchmark": (None, str, "benchmark name (pmnist, rmnist, smnist, scifar10, scifar100, synthetic)"),
+    "benchmark": (None, str, "benchmark name (pmnist, rmnist, smnist, scifar10, scifar100, combined20, combined5, synthetic)"),
     "study": ("default", str, "folder that groups the runs of one study"),
     "run_name": ("", str, "folder name of the run inside the study (default: the method name)"),
     "seed": (1, int, "run seed: initialisation and batch order (data splits never depend on it)"),
