@@ -24,6 +24,7 @@ from common.hat import FREE_UNIT_GUARD, parameter_wise, rate
 class AdaHAT(HAT):
     name = "adahat"
     hparams = {"alpha": 1e-6, "epsilon": 0.1, "semantics": "current"}
+    tensor_lists = HAT.tensor_lists + ("summative",)
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)
@@ -32,11 +33,6 @@ class AdaHAT(HAT):
         if cfg["alpha"] <= 0:
             raise ValueError("alpha must be positive")
         self.summative = [torch.zeros_like(c) for c in self.cumulative]  # S^{<t}: how many tasks used each unit
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        self.summative = [fn(s) for s in getattr(self, "summative", [])]
-        return self
 
     def begin_task(self, task) -> None:
         super().begin_task(task)

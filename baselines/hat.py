@@ -43,9 +43,13 @@ class HAT(Algorithm):
             raise ValueError(f"stored_masks must be binary or soft, got {self.cfg['stored_masks']!r}")
         return build_masked_backbone(self.cfg["backbone"], input_shape, self.cfg["hat_batch_norm"])
 
-    def _apply(self, fn, *args, **kwargs):  # keep the mask bookkeeping on the module's device
+    tensor_lists = ("cumulative",)  # per-unit bookkeeping held as plain tensor lists, moved by `.to(device)`
+
+    def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
-        self.cumulative = [fn(c) for c in getattr(self, "cumulative", [])]
+        for name in self.tensor_lists:
+            if hasattr(self, name):
+                setattr(self, name, [fn(t) for t in getattr(self, name)])
         return self
 
     # ----- per-task constants -------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ class FGAdaHAT(AdaHAT):
                "aggregation": "min", "step_multiply_training_mask": True, "filter_by_cumulative_mask": False,
                "filter_unmasked_importance": False, "afi_semantics": "paper"}
     wants_activations = True
+    tensor_lists = AdaHAT.tensor_lists + ("importance_sum",)
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)
@@ -43,11 +44,6 @@ class FGAdaHAT(AdaHAT):
         self.measure = MEASURES[cfg["importance"]]
         if cfg["importance"] == "afi" and cfg["afi_semantics"] == "paper":
             self.measure = input_contribution_utility  # the paper-time code computed ICU for AFI (§4.6)
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        self.importance_sum = [fn(i) for i in getattr(self, "importance_sum", [])]
-        return self
 
     # ----- adjustment ---------------------------------------------------------------------------------------------
     def begin_task(self, task) -> None:

@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,3 +29,12 @@ def mnist_dir(data_dir) -> Path:
     if status.startswith("missing"):
         pytest.skip(f"real MNIST is not available under {data_dir}: {status}")
     return data_dir
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one CPU thread is faster than two contended ones (restored afterwards)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

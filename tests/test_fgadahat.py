@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from common import benchmarks, config, engine
+from helpers import spy_on_rates
 from common.algorithm import Step
 from common.hat import anneal_scale, mask_sparsity
 from common.runner import apply_study
@@ -25,13 +26,7 @@ ALL_MEASURES = ("ig", "og", "cu", "icu", "afi", "fa", "ii", "gs", "dl")
 
 
 # ----- helpers -------------------------------------------------------------------------------------------------------
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one CPU thread is faster than two contended ones (restored afterwards)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_cfg(method, tmp_path, benchmark="synthetic", **extra):
@@ -69,23 +64,6 @@ def capture_contexts(algo, compute=True):
 
     algo.measure = spy
     return seen
-
-
-def spy_on_rates(algo, monkeypatch):
-    """Wrap `apply_rates`: keep the gradients before / after the adjustment and the rates, per step."""
-    calls = []
-    original = algo.apply_rates
-
-    def spy(rates):
-        before = [(l.weight.grad.clone(), l.bias.grad.clone()) for l in algo.layers]
-        kept = [(w.clone(), b.clone()) for w, b in rates]
-        capacity = original(rates)
-        after = [(l.weight.grad.clone(), l.bias.grad.clone()) for l in algo.layers]
-        calls.append(SimpleNamespace(before=before, rates=kept, after=after, capacity=capacity))
-        return capacity
-
-    monkeypatch.setattr(algo, "apply_rates", spy)
-    return calls
 
 
 def minmax64(u):

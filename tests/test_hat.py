@@ -12,6 +12,7 @@ from torch import nn
 from adahat import METHODS
 from baselines.hat import HAT
 from common import benchmarks, config, engine
+from helpers import spy_on_rates
 from common.algorithm import Step
 from common.hat import (MaskedResNet18, aggregate, anneal_scale, compensate_embedding_grads, mask_sparsity,
                         parameter_wise)
@@ -20,13 +21,7 @@ S_MAX = 400.0
 NUM_BATCHES = 11  # synthetic: 400 samples -> 360 train (90/10 split), batch 32, drop_last -> 11 full batches
 
 # ----- helpers -------------------------------------------------------------------------------------------------------
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one CPU thread is faster than two contended ones (restored afterwards)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def make_cfg(method, tmp_path, **extra):
     cli = {"method": method, "benchmark": "synthetic", "num_tasks": 3, "epochs": 1, "batch_size": 32,
@@ -61,21 +56,6 @@ def train_one_task(algo, task, cfg):
     algo.end_task(task)
     return embeddings
 
-def spy_on_rates(algo, monkeypatch):
-    """Wrap `apply_rates`: record the gradients before and after the adjustment and the rates, per step."""
-    calls = []
-    original = algo.apply_rates
-
-    def spy(rates):
-        before = [(l.weight.grad.clone(), l.bias.grad.clone()) for l in algo.layers]
-        kept = [(w.clone(), b.clone()) for w, b in rates]
-        capacity = original(rates)
-        after = [(l.weight.grad.clone(), l.bias.grad.clone()) for l in algo.layers]
-        calls.append(SimpleNamespace(before=before, rates=kept, after=after, capacity=capacity))
-        return capacity
-
-    monkeypatch.setattr(algo, "apply_rates", spy)
-    return calls
 
 def batch(task, n=32, start=0):
     return task.transform(task.train_x[start:start + n]), task.train_y[start:start + n]
