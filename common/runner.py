@@ -105,6 +105,17 @@ def ensure_reference(cfg: dict, reference: str, methods: dict) -> list[list[floa
     return records.read_acc(folder)
 
 
+def finished_references(cfg: dict, methods: dict) -> dict | None:
+    """The joint / independent / random accuracy matrices for run `cfg` if all three finished, else None."""
+    refs = {}
+    for name in REFERENCES:
+        folder = records.run_folder(config_lib.resolve(config_lib.reference_config(cfg, name), methods))
+        if not records.is_done(folder):
+            return None
+        refs[name] = records.read_acc(folder)
+    return refs
+
+
 def train_locked(cfg: dict, methods: dict, refs: dict | None) -> Path:
     """`train_and_record` under the folder's lock; if another process finished it meanwhile, reuse that."""
     folder = records.run_folder(cfg)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from common import config as config_lib
 from common import records
-from common.runner import apply_study, read_study, study_entries
+from common.metrics import all_metrics
+from common.runner import apply_study, finished_references, read_study, study_entries
 
 MISSING = "—"
 
@@ -87,9 +88,20 @@ def collect(package_dir: Path, study: str, methods: dict, seeds: list[int] | Non
             for seed in seeds or spec["seeds"]:
                 folder = find_run(package_dir, study, entry, benchmark, seed, methods, overrides)
                 if records.is_done(folder):
-                    runs.append(records.read_record(folder))
+                    runs.append(with_reference_metrics(records.read_record(folder), methods))
             found[(entry, benchmark)] = runs
     return found
+
+
+def with_reference_metrics(record: dict, methods: dict) -> dict:
+    """Recompute the reference-based metrics (FWT, FR) from the cached reference runs when they exist, so every
+    table uses the current definitions (and runs made with references=none get them too)."""
+    refs = finished_references(record["config"], methods) if record["config"]["method"] in methods else None
+    if refs is not None:
+        fresh = all_metrics(record["acc"], **refs)
+        record["metrics"] = {**record["metrics"], **{k: fresh[k] for k in ("fwt", "fr", "fr_1_over_n",
+                                                                           "fr_independent")}}
+    return record
 
 
 def metric_values(runs: list[dict], metric: str, scale: float = 100.0) -> list[float]:

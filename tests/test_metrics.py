@@ -47,15 +47,22 @@ def test_forward_transfer_uses_independent_diagonal():
 
 def test_forgetting_ratio():
     # per task (a3j - aRj) / (aJj - aRj): (0.5-0.1)/(0.9-0.1) = 0.5; (0.5-0.2)/(0.8-0.2) = 0.5; (0.8-0)/(1.0-0) = 0.8
-    # FR = (0.5 + 0.5 + 0.8) / 3 - 1 = 0.6 - 1 = -0.4
-    assert metrics.forgetting_ratio(ACC, JOINT[-1], RANDOM[-1]) == pytest.approx(-0.4)
+    # library (1/N): FR = (0.5 + 0.5 + 0.8) / 3 - 1 = 0.6 - 1 = -0.4
+    assert metrics.forgetting_ratio(ACC, JOINT[-1], RANDOM[-1], divisor="n") == pytest.approx(-0.4)
+    # published notebook (1/(N-1), default): FR = 1.8 / 2 - 1 = -0.1
+    assert metrics.forgetting_ratio(ACC, JOINT[-1], RANDOM[-1]) == pytest.approx(-0.1)
+    with pytest.raises(ValueError):
+        metrics.forgetting_ratio(ACC, JOINT[-1], RANDOM[-1], divisor="n+1")
 
 
 def test_forgetting_ratio_is_zero_at_joint_and_minus_one_at_random():
     joint, random = JOINT[-1], RANDOM[-1]
     at_joint = [[0.9], [0.9, 0.8], list(joint)]  # final row = joint row -> every ratio is 1 -> FR = 1 - 1 = 0
     at_random = [[0.9], [0.9, 0.8], list(random)]  # final row = random row -> every ratio is 0 -> FR = 0 - 1 = -1
-    assert metrics.forgetting_ratio(at_joint, joint, random) == pytest.approx(0.0)
+    assert metrics.forgetting_ratio(at_joint, joint, random, divisor="n") == pytest.approx(0.0)
+    assert metrics.forgetting_ratio(at_random, joint, random, divisor="n") == pytest.approx(-1.0)
+    # the notebook's 1/(N-1): 3 / 2 - 1 = 0.5 at the joint row, 0 / 2 - 1 = -1 at the random row
+    assert metrics.forgetting_ratio(at_joint, joint, random) == pytest.approx(0.5)
     assert metrics.forgetting_ratio(at_random, joint, random) == pytest.approx(-1.0)
 
 
@@ -68,10 +75,10 @@ def test_forgetting_ratio_needs_references_on_every_task():
 
 def test_fr_independent_clipped_at_zero():
     random = RANDOM[-1]
-    # a^I = (0.9, 0.8, 1.0): same ratios as with the joint row above -> -0.4, below 0 so not clipped
-    assert metrics.forgetting_ratio_independent(ACC, [0.9, 0.8, 1.0], random) == pytest.approx(-0.4)
-    # a^I = (0.9, 0.8, 0.2): ratios 0.5, 0.5, (0.8-0)/(0.2-0) = 4.0 -> mean 5/3 -> FR = 2/3 > 0 -> clipped to 0
-    assert metrics.forgetting_ratio(ACC, [0.9, 0.8, 0.2], random) == pytest.approx(2 / 3)
+    # a^I = (0.9, 0.8, 1.0): same ratios as with the joint row above -> 1.8 / 2 - 1 = -0.1, not clipped
+    assert metrics.forgetting_ratio_independent(ACC, [0.9, 0.8, 1.0], random) == pytest.approx(-0.1)
+    # a^I = (0.9, 0.8, 0.2): ratios 0.5, 0.5, (0.8-0)/(0.2-0) = 4.0 -> sum 5 -> FR = 5/2 - 1 = 1.5 > 0 -> clipped to 0
+    assert metrics.forgetting_ratio(ACC, [0.9, 0.8, 0.2], random) == pytest.approx(1.5)
     assert metrics.forgetting_ratio_independent(ACC, [0.9, 0.8, 0.2], random) == 0.0
 
 
@@ -113,13 +120,14 @@ def test_forward_transfer_needs_independent_on_every_task():
 
 def test_all_metrics_with_every_reference():
     out = metrics.all_metrics(ACC, joint=JOINT, independent=INDEPENDENT, random=RANDOM)
-    assert set(out) == {"aa", "bwt", "fwt", "fr", "fr_independent"}
+    assert set(out) == {"aa", "bwt", "fwt", "fr", "fr_1_over_n", "fr_independent"}
     assert out["aa"] == pytest.approx(0.6)
     assert out["bwt"] == pytest.approx(-0.35)
     assert out["fwt"] == pytest.approx(-0.1)
-    assert out["fr"] == pytest.approx(-0.4)
-    # independent diagonal (0.9, 0.8, 1.0) equals the joint row here -> -0.4, not clipped
-    assert out["fr_independent"] == pytest.approx(-0.4)
+    assert out["fr"] == pytest.approx(-0.1)
+    assert out["fr_1_over_n"] == pytest.approx(-0.4)
+    # independent diagonal (0.9, 0.8, 1.0) equals the joint row here -> -0.1, not clipped
+    assert out["fr_independent"] == pytest.approx(-0.1)
 
 
 def test_all_metrics_none_where_references_are_missing():
@@ -137,4 +145,4 @@ def test_all_metrics_none_where_references_are_missing():
 
     no_joint = metrics.all_metrics(ACC, independent=INDEPENDENT, random=RANDOM)
     assert no_joint["fr"] is None
-    assert no_joint["fr_independent"] == pytest.approx(-0.4)
+    assert no_joint["fr_independent"] == pytest.approx(-0.1)
