@@ -143,4 +143,4 @@ def test_benchmark_outside_the_study_shows_missing_cells(tmp_path):
     # the ablation study runs PMNIST only; SCIFAR100 has a benchmark file
     out = run_tables(tmp_path, "--study", "ablation", "--benchmarks", "pmnist,scifar100", "--seeds", "1")
     rows = md_rows(out / "table1.md")
-    assert rows["HAT"][4] == "—"
+    assert rows["adahat"][4] == "—" and rows["case1_no_linear"][4] == "—"  # rows: the study entries
