@@ -20,6 +20,7 @@ class EWC(Algorithm):
     name = "ewc"
     hparams = {"ewc_lambda": 5000.0}
     plateau_scheduler = False
+    tensor_lists = ("fisher_sum", "fisher_theta_sum")
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)

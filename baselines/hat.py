@@ -43,14 +43,7 @@ class HAT(Algorithm):
             raise ValueError(f"stored_masks must be binary or soft, got {self.cfg['stored_masks']!r}")
         return build_masked_backbone(self.cfg["backbone"], input_shape, self.cfg["hat_batch_norm"])
 
-    tensor_lists = ("cumulative",)  # per-unit bookkeeping held as plain tensor lists, moved by `.to(device)`
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        for name in self.tensor_lists:
-            if hasattr(self, name):
-                setattr(self, name, [fn(t) for t in getattr(self, name)])
-        return self
+    tensor_lists = ("cumulative",)
 
     # ----- per-task constants -------------------------------------------------------------------------------------
     def begin_task(self, task) -> None:

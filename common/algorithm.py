@@ -41,6 +41,7 @@ class Algorithm(nn.Module):
 
     hparams: dict = {}
     plateau_scheduler: bool = True
+    tensor_lists: tuple[str, ...] = ()  # bookkeeping held as plain lists of tensors, moved along by `.to(device)`
 
     def __init__(self, cfg: dict, classes_per_task: list[int], input_shape: tuple[int, ...]):
         super().__init__()
@@ -78,6 +79,13 @@ class Algorithm(nn.Module):
         return merged
 
     name = "base"
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        for name in self.tensor_lists:
+            if hasattr(self, name):
+                setattr(self, name, [fn(t) for t in getattr(self, name)])
+        return self
 
     # ----- hooks --------------------------------------------------------------------------------------------
     def begin_task(self, task) -> None:

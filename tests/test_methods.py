@@ -365,3 +365,14 @@ def test_lwf_bn_statistics_move_like_k_plus_1_forwards(tmp_path):
         assert got.momentum == 0.1  # restored after the step
     # the teachers are frozen copies: their statistics did not move
     assert all(not t.training for t in algo.teachers)
+
+
+@pytest.mark.parametrize("method", ["ewc", "hat", "adahat", "fgadahat_ig"])
+def test_bookkeeping_tensor_lists_follow_the_module(method, tmp_path):
+    """`.to(...)` moves the plain tensor lists too (the GPU path relies on it); checked here with a dtype change."""
+    from fg_adahat import METHODS as ALL
+    cfg = config.resolve({"method": method, "benchmark": "synthetic", "out_dir": str(tmp_path)}, ALL)
+    algo = ALL[method](cfg, [4, 4, 4], (1, 28, 28)).to(torch.float64)
+    assert algo.tensor_lists
+    for name in algo.tensor_lists:
+        assert all(t.dtype == torch.float64 for t in getattr(algo, name)), name
