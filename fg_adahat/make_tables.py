@@ -27,7 +27,7 @@ ROWS = {"finetuning": "Finetuning", "lwf": "LwF", "hat": "HAT", "adahat": "AdaHA
 TABLES = {"table1": ("aa", "fr"), "table2": ("bwt", "fwt")}
 # the other studies: each entry's row is compared with this published row
 COMPARED_WITH = {"ablation": {"fgadahat_icu": "fgadahat_icu", "adahat": "adahat"},
-                 "adahat_semantics": "adahat", "hparams": "fgadahat_icu"}
+                 "adahat_semantics": "adahat", "hparams": "fgadahat_icu", "fg_semantics": "fgadahat_ig"}
 
 
 def row_plan(study: str, entries: list[str]) -> dict[str, tuple[str, str]]:
