@@ -69,12 +69,18 @@ class Table:
 
 
 # ----- collecting --------------------------------------------------------------------------------------------------
-def find_run(package_dir: Path, study: str, entry: str, benchmark: str, seed: int, methods: dict,
-             overrides: dict | None = None) -> Path:
-    """The record folder of one (study entry, benchmark, seed), resolved exactly as `run.py` would."""
+def resolve_entry(package_dir: Path, study: str, entry: str, benchmark: str, seed: int, methods: dict,
+                  overrides: dict | None = None) -> dict:
+    """The configuration of one (study entry, benchmark, seed), resolved exactly as `run.py` would."""
     cli = {"study": study, "method": entry, "benchmark": benchmark, "seed": seed, **(overrides or {})}
     cli, layer = apply_study(package_dir, cli)
-    return records.run_folder(config_lib.resolve(cli, methods, layer))
+    return config_lib.resolve(cli, methods, layer)
+
+
+def find_run(package_dir: Path, study: str, entry: str, benchmark: str, seed: int, methods: dict,
+             overrides: dict | None = None) -> Path:
+    """The record folder of one (study entry, benchmark, seed)."""
+    return records.run_folder(resolve_entry(package_dir, study, entry, benchmark, seed, methods, overrides))
 
 
 def collect(package_dir: Path, study: str, methods: dict, seeds: list[int] | None = None,
@@ -86,9 +92,16 @@ def collect(package_dir: Path, study: str, methods: dict, seeds: list[int] | Non
         for entry in study_entries(spec, benchmark):
             runs = []
             for seed in seeds or spec["seeds"]:
-                folder = find_run(package_dir, study, entry, benchmark, seed, methods, overrides)
-                if records.is_done(folder):
-                    runs.append(with_reference_metrics(records.read_record(folder), methods))
+                cfg = resolve_entry(package_dir, study, entry, benchmark, seed, methods, overrides)
+                folder = records.run_folder(cfg)
+                if not records.is_done(folder):
+                    continue
+                try:
+                    records.check_same_config(folder, cfg)
+                except records.RecordError as err:
+                    print(f"left out: {err}")  # a run made with other settings than the study's current ones
+                    continue
+                runs.append(with_reference_metrics(records.read_record(folder), methods))
             found[(entry, benchmark)] = runs
     return found
 
