@@ -46,8 +46,8 @@ class Cell:
     def text(self) -> str:
         if not self.values:
             return MISSING
-        std = f" ± {format(self.std, self.fmt)}" if len(self.values) > 1 else ""
-        return f"{format(self.mean, self.fmt)}{std}"
+        spread = f" ± {format(self.std, self.fmt)}" if len(self.values) > 1 else " (1 run)"
+        return f"{format(self.mean, self.fmt)}{spread}"
 
     def published_text(self) -> str:
         if self.published is None or math.isnan(self.published[0]):

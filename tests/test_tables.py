@@ -78,7 +78,7 @@ def test_one_cell_by_hand(golden):
     # |65.50 - 67.10| = 1.60 > 1.5 -> no match
     assert rows["HAT"][:2] == ["65.50 ± 2.12", "67.10 ± 0.56 ✗"]
     # HAT, PMNIST FWT: seed 2 has no FWT -> one value, no std
-    assert md_rows(golden / "table2.md")["HAT"][2:] == ["-31.00", "-31.12 ± 0.57 ✓"]
+    assert md_rows(golden / "table2.md")["HAT"][2:] == ["-31.00 (1 run)", "-31.12 ± 0.57 ✓"]
 
 
 def test_missing_rows_and_match_marks(golden):
