@@ -1,4 +1,4 @@
-"""Base class of every continual-learning method, and the registry helper.
+"""Base class of every continual-learning method (the registries are the `METHODS` dicts of each paper folder).
 
 The engine calls, per task: `begin_task(task)`, then `train_step(x, y, step)` for every batch (the method owns
 the whole step: forward, loss, backward, any gradient adjustment, optimizer step), `end_epoch(val_loss)` after
@@ -139,9 +139,3 @@ class Algorithm(nn.Module):
         """Per-step curves to save in the run record (name -> rows), e.g. HAT's network capacity."""
         return {}
 
-
-def lookup(methods: dict[str, type], name: str) -> type:
-    """The class registered as `name`, or a ValueError listing every registered name."""
-    if name not in methods:
-        raise ValueError(f"unknown method {name!r}; registered methods: {', '.join(sorted(methods))}")
-    return methods[name]

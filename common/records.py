@@ -21,7 +21,6 @@ import platform
 import resource
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -202,6 +201,3 @@ def check_same_config(folder: Path, cfg: dict) -> None:
         raise RecordError(f"{folder} was finished with a different configuration ({details}); "
                           "set run_name=... or study=... to keep both, or delete the folder")
 
-
-def python_command() -> str:
-    return " ".join([Path(sys.executable).name, *sys.argv])

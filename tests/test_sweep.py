@@ -16,7 +16,7 @@ def test_plan_puts_unique_references_first(tmp_path):
     jobs = sweep.plan("fg_adahat", "main", ["pmnist"], [1], ["finetuning", "lwf", "hat", "adahat"],
                       {"out_dir": str(tmp_path)})
     labels = [label for label, _, _ in jobs]
-    refs = [l for l in labels if l.startswith("reference")]
+    refs = [label for label in labels if label.startswith("reference")]
     # finetuning and lwf share the batch-norm references, hat and adahat the plain ones: 2 keys x 3 learners
     assert len(refs) == 6 and labels[:6] == refs
     assert labels[6:] == [f"main/pmnist/{m}/seed1" for m in ("finetuning", "lwf", "hat", "adahat")]
