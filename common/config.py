@@ -52,6 +52,9 @@ ENGINE_KEYS: dict[str, tuple[object, type, str]] = {
     "data_dir": ("data", str, "where raw datasets and caches live"),
     "out_dir": ("runs", str, "root of the run records"),
     "log_every": (0, int, "print training loss every N steps (0 = only per epoch)"),
+    "tf32": (False, bool, "speed switch (CUDA): TF32 matmuls and convolutions"),
+    "amp_bf16": (False, bool, "speed switch: bf16 autocast around the backbone only (HAT embeddings, gates, "
+                              "compensation and heads stay fp32)"),
 }
 
 # Keys that decide a reference run (joint / independent / random); see `reference_config`.

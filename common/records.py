@@ -194,7 +194,7 @@ def read_record(folder: Path) -> dict:
 def check_same_config(folder: Path, cfg: dict) -> None:
     """A finished run may be reused only if it was made with the same configuration."""
     old = yaml.safe_load((Path(folder) / "config.yaml").read_text())
-    ignore = {"device", "threads", "eval_batch_size", "log_every", "data_dir", "out_dir", "references"}
+    ignore = {"device", "threads", "eval_batch_size", "log_every", "data_dir", "out_dir", "references", "tf32"}
     diff = sorted(k for k in set(old) | set(cfg) if k not in ignore and old.get(k) != cfg.get(k))
     if diff:
         details = ", ".join(f"{k}: {old.get(k)!r} -> {cfg.get(k)!r}" for k in diff)

@@ -32,6 +32,23 @@ def set_threads(cfg: dict) -> None:
         torch.set_num_threads(cfg["threads"])
 
 
+def apply_speed_switches(algo, cfg: dict) -> None:
+    """Optional speed switches, off by default (`spec/anchors.md` §2.3). TF32 for CUDA matmuls and convolutions;
+    bf16 autocast wraps the backbone's forward only: task embeddings and gates are computed outside it, and the
+    masks, the embedding-gradient compensation and the heads stay fp32."""
+    torch.backends.cuda.matmul.allow_tf32 = cfg["tf32"]
+    torch.backends.cudnn.allow_tf32 = cfg["tf32"]
+    if cfg["amp_bf16"]:
+        device_type = "cuda" if cfg["device"].startswith("cuda") else "cpu"
+        forward = algo.backbone.forward
+
+        def autocast_forward(*args, **kwargs):
+            with torch.autocast(device_type, dtype=torch.bfloat16):
+                return forward(*args, **kwargs).float()
+
+        algo.backbone.forward = autocast_forward
+
+
 def train_and_record(cfg: dict, methods: dict, refs: dict | None = None, echo: bool = True) -> Path:
     """Train one run into its record folder (which must not hold a finished run). Returns the folder."""
     set_threads(cfg)
@@ -41,6 +58,7 @@ def train_and_record(cfg: dict, methods: dict, refs: dict | None = None, echo: b
     record.log("config " + json.dumps(cfg, sort_keys=True))
     torch.manual_seed(cfg["seed"])
     algo = methods[cfg["method"]](cfg, [t.num_classes for t in tasks], tasks[0].input_shape).to(cfg["device"])
+    apply_speed_switches(algo, cfg)
     acc = run_continual(algo, tasks, cfg, record)
     for name, rows in algo.extra_records().items():
         record.write_curve(name, rows)

@@ -376,3 +376,24 @@ def test_bookkeeping_tensor_lists_follow_the_module(method, tmp_path):
     assert algo.tensor_lists
     for name in algo.tensor_lists:
         assert all(t.dtype == torch.float64 for t in getattr(algo, name)), name
+
+
+@pytest.mark.parametrize("method", ["finetuning", "hat", "fgadahat_icu"])
+def test_bf16_autocast_switch_keeps_hat_machinery_fp32(method, tmp_path):
+    """amp_bf16 runs (here on the CPU) and leaves embeddings, their gradients and the heads in fp32."""
+    from fg_adahat import METHODS as ALL
+    cfg = config.resolve({"method": method, "benchmark": "synthetic", "out_dir": str(tmp_path), "num_tasks": "2",
+                          "epochs": "1", "references": "none", "amp_bf16": "true"}, ALL)
+    folder = runner.run(cfg, ALL)
+    assert records.is_done(folder)
+    algo = ALL[method](cfg, [4, 4], (1, 28, 28))
+    runner.apply_speed_switches(algo, cfg)
+    task = benchmarks.build_benchmark("synthetic", 1, "data")[0]
+    algo.begin_task(task)
+    x, y = task.transform(task.train_x[:8]), task.train_y[:8]
+    algo.train_step(x, y, Step(3, 10, 0, 1))
+    masks = [algo.backbone.gates(1.0)] if hasattr(algo.backbone, "gates") else []
+    assert algo.backbone(x, *masks).dtype == torch.float32
+    for e in getattr(algo.backbone, "embeddings", []):
+        assert e.dtype == torch.float32 and e.grad.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in algo.heads.parameters())
