@@ -195,7 +195,12 @@ def check_same_config(folder: Path, cfg: dict) -> None:
     """A finished run may be reused only if it was made with the same configuration."""
     old = yaml.safe_load((Path(folder) / "config.yaml").read_text())
     ignore = {"device", "threads", "eval_batch_size", "log_every", "data_dir", "out_dir", "references", "tf32"}
-    diff = sorted(k for k in set(old) | set(cfg) if k not in ignore and old.get(k) != cfg.get(k))
+    def differs(key) -> bool:
+        if key not in old and key in config_lib.ENGINE_KEYS:  # a setting added after the run: fine at its default
+            return cfg.get(key) != config_lib.ENGINE_KEYS[key][0]
+        return old.get(key) != cfg.get(key)
+
+    diff = sorted(k for k in set(old) | set(cfg) if k not in ignore and differs(k))
     if diff:
         details = ", ".join(f"{k}: {old.get(k)!r} -> {cfg.get(k)!r}" for k in diff)
         raise RecordError(f"{folder} was finished with a different configuration ({details}); "

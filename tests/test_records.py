@@ -124,3 +124,14 @@ def test_read_record_needs_done_and_valid_files(tmp_path):
     (folder / "done").unlink()
     with pytest.raises(RecordError, match="not a finished run"):
         records.read_record(folder)
+
+
+def test_setting_added_later_is_accepted_at_its_default(tmp_path):
+    """A finished run whose config predates an engine key matches when the new key is at its default."""
+    cfg = make_cfg(tmp_path)
+    folder = runner.run(cfg, METHODS)
+    text = (folder / "config.yaml").read_text()
+    (folder / "config.yaml").write_text("\n".join(line for line in text.splitlines() if not line.startswith("amp_bf16")))
+    records.check_same_config(folder, cfg)  # no error
+    with pytest.raises(records.RecordError, match="amp_bf16"):
+        records.check_same_config(folder, {**cfg, "amp_bf16": True})
