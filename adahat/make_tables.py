@@ -113,12 +113,11 @@ def capacity_outputs(seed: int, out: Path, overrides: dict) -> list[Path]:
         last = {}
         for _, task, value in curves.get(method, []):
             last[task] = value
-        rows[LABELS[method]] = {f"t={t}": Cell([last[t]] if t in last else [], (published[method][f"t{t}"], 0.0),
+        rows[LABELS[method]] = {f"t={t}": Cell([last[t]] if t in last else [], (published[method][f"t{t}"], None),
                                                fmt=".3g") for t in CAPACITY_TASKS}
     table = Table(f"Network capacity at the last step of task t (seed {seed}; published: AdaHAT paper data)",
                   columns, rows, ["capacity = mean gradient adjustment rate over the masked layers' weights and "
-                                  "biases; the match mark uses a ±1.5 tolerance and is not meaningful here, "
-                                  "compare the values"])
+                                  "biases (bias entries counted for every unit)"])
     paths = write_tables([table], out / "capacity", "")
     import matplotlib
     matplotlib.use("Agg")

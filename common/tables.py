@@ -24,7 +24,7 @@ MISSING = "—"
 @dataclass
 class Cell:
     values: list[float] = field(default_factory=list)  # one per finished seed, already in table units
-    published: tuple[float, float] | None = None       # (mean, std)
+    published: tuple[float, float | None] | None = None  # (mean, std); std None: shown without a match mark
     fmt: str = ".2f"                                    # number format of this cell
 
     @property
@@ -37,7 +37,7 @@ class Cell:
 
     @property
     def match(self) -> bool | None:
-        if not self.values or self.published is None or math.isnan(self.published[0]):
+        if not self.values or self.published is None or math.isnan(self.published[0]) or self.published[1] is None:
             return None
         pub_mean, pub_std = self.published
         tolerance = 1.5 if pub_std < 0.75 else 2 * pub_std
@@ -52,6 +52,8 @@ class Cell:
     def published_text(self) -> str:
         if self.published is None or math.isnan(self.published[0]):
             return ""
+        if self.published[1] is None:  # a published value without a spread: shown, not judged
+            return format(self.published[0], self.fmt)
         mark = {True: "✓", False: "✗", None: ""}[self.match]
         return f"{format(self.published[0], self.fmt)} ± {format(self.published[1], self.fmt)} {mark}".rstrip()
 
