@@ -96,7 +96,7 @@ def read_capacity(folder: Path) -> list[tuple[int, int, float]]:
         return [(int(r["step"]), int(r["task"]), float(r["capacity"])) for r in csv.DictReader(f)]
 
 
-def capacity_outputs(seed: int, out: Path, overrides: dict) -> list[Path]:
+def capacity_outputs(seed: int, out: Path, overrides: dict, header: str = "") -> list[Path]:
     """The capacity figure (one seed, as published) and the end-of-task values beside the published ones."""
     curves = {}
     for method in CAPACITY_METHODS:
@@ -118,7 +118,7 @@ def capacity_outputs(seed: int, out: Path, overrides: dict) -> list[Path]:
     table = Table(f"Network capacity at the last step of task t (seed {seed}; published: AdaHAT paper data)",
                   columns, rows, ["capacity = mean gradient adjustment rate over the masked layers' weights and "
                                   "biases (bias entries counted for every unit)"])
-    paths = write_tables([table], out / "capacity", "")
+    paths = write_tables([table], out / "capacity", header)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
         figure = alpha_figure(collect(HERE, "alpha", METHODS, seeds, overrides=overrides), out)
         written += [figure] if figure else []
     if "capacity" in parts:
-        written += capacity_outputs(args.capacity_seed, out, overrides)
+        written += capacity_outputs(args.capacity_seed, out, overrides, header)
     for path in written:
         print(f"wrote {path}")
     return 0
