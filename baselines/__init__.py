@@ -10,4 +10,3 @@ from baselines.lwf import LwF
 from baselines.random_network import Random
 
 METHODS = {cls.name: cls for cls in (Finetuning, Fix, LwF, EWC, HAT, Joint, Independent, Random)}
-REFERENCES = ("joint", "independent", "random")

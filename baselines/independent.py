@@ -5,6 +5,7 @@ import copy
 import torch
 
 from common.algorithm import Algorithm
+from common.nets import frozen_copy
 
 
 class Independent(Algorithm):
@@ -23,10 +24,7 @@ class Independent(Algorithm):
         super().begin_task(task)
 
     def end_task(self, task) -> None:
-        frozen = copy.deepcopy(self.backbone).eval()
-        for p in frozen.parameters():
-            p.requires_grad_(False)
-        self.task_backbones[task.id] = frozen
+        self.task_backbones[task.id] = frozen_copy(self.backbone)
 
     @torch.no_grad()
     def predict(self, x, task_id):

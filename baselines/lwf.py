@@ -1,12 +1,10 @@
 """LwF: learning without forgetting, with one teacher per earlier task (`spec/algorithms.md` §6)."""
 
-import copy
-
 import torch
 import torch.nn.functional as F
 
 from common.algorithm import Algorithm
-from common.nets import bn_momentum_repeats
+from common.nets import bn_momentum_repeats, frozen_copy
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -60,7 +58,4 @@ class LwF(Algorithm):
         return self.cfg["distill_factor"] * distillation_loss(student, teacher, self.cfg["temperature"])
 
     def end_task(self, task) -> None:
-        teacher = copy.deepcopy(self.backbone).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        self.teachers.append(teacher)
+        self.teachers.append(frozen_copy(self.backbone))

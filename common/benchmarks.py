@@ -14,11 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-from torch.utils.data import random_split
 
-from common.data import COMBINED, RawData, load_source
+from common.data import COMBINED, RawData, load_source, seeded_split
 
-SPLIT_SEED = 42
 VAL_FRACTION = 0.1
 
 
@@ -63,10 +61,9 @@ class Task:
 
 
 def split_indices(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The reference code's 90/10 `random_split` with a generator seeded 42: (train indices, val indices)."""
-    train, val = random_split(range(n), [1 - VAL_FRACTION, VAL_FRACTION],
-                              generator=torch.Generator().manual_seed(SPLIT_SEED))
-    return torch.tensor(train.indices, dtype=torch.long), torch.tensor(val.indices, dtype=torch.long)
+    """The reference code's 90/10 train/validation split (seed 42): (train indices, val indices)."""
+    train, val = seeded_split(n, VAL_FRACTION)
+    return torch.tensor(train, dtype=torch.long), torch.tensor(val, dtype=torch.long)
 
 
 def make_task(task_id: int, name: str, num_classes: int, raw: RawData, train_x, train_y, test_x, test_y,

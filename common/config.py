@@ -57,6 +57,9 @@ ENGINE_KEYS: dict[str, tuple[object, type, str]] = {
                               "compensation and heads stay fp32)"),
 }
 
+# The reference learners behind FWT (independent) and FR (joint, random); ordinary runs, cached per reference key.
+REFERENCES = ("joint", "independent", "random")
+
 # Keys that decide a reference run (joint / independent / random); see `reference_config`.
 REFERENCE_KEYS = ("benchmark", "num_tasks", "epochs", "batch_size", "backbone", "batch_norm", "setting", "lr",
                   "weight_decay", "plateau_scheduler", "plateau_patience", "plateau_factor", "train_subset", "seed",
@@ -85,7 +88,7 @@ def load_yaml(path: Path) -> dict:
     return data
 
 
-def coerce(key: str, value, default, kind: type):
+def coerce(key: str, value, kind: type):
     """Check `value` against the type of the key; accept ints for floats and '1e-3'-style strings."""
     if isinstance(value, str) and kind is not str:
         try:
@@ -136,8 +139,8 @@ def merge_layer(cfg: dict, layer: dict, schema: dict, source: str) -> None:
             close = difflib.get_close_matches(key, schema, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ConfigError(f"unknown config key {key!r} in {source}{hint}; valid keys: {', '.join(sorted(schema))}")
-        default, kind, _ = schema[key]
-        cfg[key] = coerce(key, value, default, kind)
+        _, kind, _ = schema[key]
+        cfg[key] = coerce(key, value, kind)
 
 
 def resolve(cli: dict, methods: dict, study_layer: dict | None = None) -> dict:

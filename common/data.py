@@ -189,12 +189,18 @@ def _stack(images: list[torch.Tensor], labels: list[int], shape: tuple[int, int,
     return x, torch.tensor(labels, dtype=torch.long)
 
 
+def seeded_split(n: int, fraction: float = TEST_FRACTION) -> tuple[list[int], list[int]]:
+    """The reference code's `random_split(range(n), [1 - fraction, fraction])` with a generator seeded 42, in
+    random_split's order. Used for every data split (train/val 90/10 and, §1.3, (train+val)/test 90/10 of the
+    datasets without an official split); it never depends on the run seed."""
+    first, second = random_split(range(n), [1 - fraction, fraction],
+                                 generator=torch.Generator().manual_seed(SPLIT_SEED))
+    return list(first.indices), list(second.indices)
+
+
 def whole_set_split(n: int) -> tuple[list[int], list[int]]:
-    """§1.3 for datasets without splits: `random_split(range(n), [0.9, 0.1])` with a generator seeded 42:
-    (train+val indices, test indices), in random_split's order."""
-    trainval, test = random_split(range(n), [1 - TEST_FRACTION, TEST_FRACTION],
-                                  generator=torch.Generator().manual_seed(SPLIT_SEED))
-    return list(trainval.indices), list(test.indices)
+    """§1.3 for datasets without splits: (train+val indices, test indices)."""
+    return seeded_split(n, TEST_FRACTION)
 
 
 # --- per-family readers: torchvision IDX / CIFAR / SVHN (train flag) ----------------------------------------------

@@ -12,6 +12,7 @@ The HAT-masked twins live in `common/hat_nets.py`; they share the layer layout a
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -116,6 +117,14 @@ class Heads(nn.Module):
 
     def forward(self, features: torch.Tensor, task_id: int) -> torch.Tensor:
         return self.head(task_id)(features)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy in eval mode with every parameter frozen (teachers, per-task networks)."""
+    copy_ = copy.deepcopy(module).eval()
+    for p in copy_.parameters():
+        p.requires_grad_(False)
+    return copy_
 
 
 @contextlib.contextmanager

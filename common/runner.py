@@ -24,7 +24,7 @@ from common.data import DataMissingError
 from common.engine import run_continual
 from common.metrics import all_metrics
 
-REFERENCES = ("joint", "independent", "random")
+REFERENCES = config_lib.REFERENCES
 
 
 def set_threads(cfg: dict) -> None:

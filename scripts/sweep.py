@@ -49,9 +49,9 @@ def plan(package: str, study: str, benchmarks, seeds, entries, extra: dict) -> l
                               [sys.executable, "-m", f"{package}.run", *args], records.run_folder(cfg)))
                 if cfg["references"] == "auto" and cfg["method"] not in REFERENCES:
                     for name in REFERENCES:
-                        ref = config_lib.resolve(config_lib.reference_config(cfg, name), methods)
-                        folder = records.run_folder(ref)
-                        ref_args = [f"{k}={v}" for k, v in config_lib.reference_config(cfg, name).items()]
+                        ref_cli = config_lib.reference_config(cfg, name)
+                        folder = records.run_folder(config_lib.resolve(ref_cli, methods))
+                        ref_args = [f"{k}={v}" for k, v in ref_cli.items()]
                         refs.setdefault(folder, (f"reference {name} {benchmark} seed{seed} ({folder.parent.parent.name})",
                                                  [sys.executable, "-m", "baselines.run", *ref_args], folder))
     return list(refs.values()) + mains
