@@ -116,6 +116,11 @@ class HAT(Algorithm):
     def validation_logits(self, x, task_id):
         return self.heads(self.backbone(x, self.backbone.gates(self.cfg["s_max"])), task_id)
 
+    @torch.no_grad()
+    def aggregated_features(self, x):
+        """'Unlearning test' stage: the backbone with an all-ones mask (the same for every task id)."""
+        return self.backbone(x, [torch.ones_like(e) for e in self.backbone.embeddings])
+
     def extra_records(self):
         values = torch.stack([c for _, c in self.capacity_log]).tolist() if self.capacity_log else []
         return {"capacity": [{"step": i + 1, "task": t, "capacity": v}

@@ -135,6 +135,23 @@ class Algorithm(nn.Module):
         """Logits for the per-epoch validation of the current task (HAT uses its soft mask here)."""
         return self.predict(x, task_id)
 
+    # ----- continual unlearning (methods that can unlearn override `unlearn`) ------------------------------------
+    unlearnable = False  # True for methods that implement `unlearn`
+
+    def set_unlearning_state(self, state) -> None:
+        """Called before `begin_task` in an unlearning run with a `common.unlearning.UnlearningState`."""
+        self.unlearning_state = state
+
+    def unlearn(self, task_ids: list[int]) -> None:
+        """Erase the tasks `task_ids` (called right after `end_task` of the current task)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot unlearn")
+
+    @torch.no_grad()
+    def aggregated_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features of the 'unlearning test' stage, the input of the distribution distance DD: for a
+        shared backbone simply its output (HAT-family networks use an all-ones mask; per-task networks average)."""
+        return self.backbone(x)
+
     def extra_records(self) -> dict[str, list[dict]]:
         """Per-step curves to save in the run record (name -> rows), e.g. HAT's network capacity."""
         return {}
