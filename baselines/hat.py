@@ -67,7 +67,7 @@ class HAT(Algorithm):
         logits = self.heads(self.backbone(x, masks, activations=activations), step.task_id)
         ce = F.cross_entropy(logits, y)
         reg, layer_sparsity = mask_sparsity(masks, self.cumulative)
-        loss = ce + self.cfg["reg_factor"] * reg
+        loss = ce + self.cfg["reg_factor"] * reg + self.extra_loss(x, y, step, masks, logits)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
@@ -79,6 +79,10 @@ class HAT(Algorithm):
         return {"loss": loss.detach(), "ce": ce.detach(), "reg": reg.detach()}
 
     wants_activations = False
+
+    def extra_loss(self, x, y, step, masks, logits) -> torch.Tensor | float:
+        """Further loss terms added before the backward pass (AmnesiacHAT's backup and replay terms)."""
+        return 0.0
 
     def after_step(self, x, y, step, masks, activations, layer_sparsity) -> None:
         """Called after the optimizer step (FG-AdaHAT measures neuron importance here)."""

@@ -34,14 +34,14 @@ class LwF(Algorithm):
         super().__init__(cfg, classes_per_task, input_shape)
         if cfg["distill_factor"] <= 0 or cfg["temperature"] <= 0:
             raise ValueError("distill_factor and temperature must be positive")
-        self.teachers: list[torch.nn.Module] = []  # plain list: frozen, eval mode, not optimised
+        self.teachers: dict[int, torch.nn.Module] = {}  # task id -> snapshot; plain dict: frozen, not optimised
 
     def train_step(self, x, y, step):
         repeats = 1 + len(self.teachers)
         with bn_momentum_repeats(self.backbone, repeats):
             features = self.backbone(x)
         ce = F.cross_entropy(self.heads(features, step.task_id), y)
-        reg = sum((self.distillation_term(features, x, tau) for tau in range(1, repeats)), ce.new_zeros(()))
+        reg = sum((self.distillation_term(features, x, tau) for tau in self.teachers), ce.new_zeros(()))
         self.optimizer_step(ce + reg)
         return {"loss": (ce + reg).detach(), "ce": ce.detach()}
 
@@ -49,7 +49,7 @@ class LwF(Algorithm):
         """lambda * KD_T between teacher tau and the student on head tau."""
         head = self.heads.head(tau)
         with torch.no_grad():
-            teacher = head(self.teachers[tau - 1](x))
+            teacher = head(self.teachers[tau](x))
         if self.cfg["distill_gradient"]:
             student = F.linear(features, head.weight.detach(), head.bias.detach())
         else:
@@ -58,4 +58,4 @@ class LwF(Algorithm):
         return self.cfg["distill_factor"] * distillation_loss(student, teacher, self.cfg["temperature"])
 
     def end_task(self, task) -> None:
-        self.teachers.append(frozen_copy(self.backbone))
+        self.teachers[task.id] = frozen_copy(self.backbone)

@@ -152,6 +152,10 @@ class Algorithm(nn.Module):
         shared backbone simply its output (HAT-family networks use an all-ones mask; per-task networks average)."""
         return self.backbone(x)
 
+    def extra_metrics(self) -> dict:
+        """Method-specific figures for metrics.json (e.g. the memory of AmnesiacHAT's update store)."""
+        return {}
+
     def extra_records(self) -> dict[str, list[dict]]:
         """Per-step curves to save in the run record (name -> rows), e.g. HAT's network capacity."""
         return {}

@@ -52,6 +52,12 @@ ENGINE_KEYS: dict[str, tuple[object, type, str]] = {
     "data_dir": ("data", str, "where raw datasets and caches live"),
     "out_dir": ("runs", str, "root of the run records"),
     "log_every": (0, int, "print training loss every N steps (0 = only per epoch)"),
+    "unlearning_requests": ("", str, "continual unlearning: '' (none), 'published' (the papers' schedule) or "
+                                     "'after:ids' pairs such as '2:1,4:2,5:5'"),
+    "unlearnable_age": (4, int, "a task can be unlearned while (current task - task) < this age"),
+    "unlearnable_ages": ("", str, "per-task ages overriding unlearnable_age, e.g. '3:0,4:0' (CLPU-DER++)"),
+    "cul_reference": ("", str, "set by the runner for the unlearning references: retrain (never-unlearned tasks "
+                               "only) or original (all tasks), both without unlearning"),
     "tf32": (False, bool, "speed switch (CUDA): TF32 matmuls and convolutions"),
     "amp_bf16": (False, bool, "speed switch: bf16 autocast around the backbone only (HAT embeddings, gates, "
                               "compensation and heads stay fp32)"),
@@ -188,12 +194,14 @@ def validate(cfg: dict) -> None:
     if cfg["seed"] < 0 or cfg["train_subset"] < 0 or cfg["threads"] < 0:
         raise ConfigError("seed, train_subset and threads must not be negative")
     choices = {"backbone": ("mlp", "resnet18"), "setting": ("til", "dil"), "references": ("auto", "none"),
-               "plateau_scheduler": ("auto", "always", "never")}
+               "plateau_scheduler": ("auto", "always", "never"), "cul_reference": ("", "retrain", "original")}
     for key, allowed in choices.items():
         if cfg[key] not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {cfg[key]!r}")
     if cfg["lr"] <= 0 or cfg["weight_decay"] < 0:
         raise ConfigError("lr must be > 0 and weight_decay >= 0")
+    if cfg["unlearnable_age"] < 1:
+        raise ConfigError("unlearnable_age must be at least 1")
     if not (cfg["device"] == "cpu" or cfg["device"].startswith("cuda")):
         raise ConfigError(f"device must be cpu or cuda[:k], got {cfg['device']!r}")
 

@@ -5,10 +5,15 @@ as the reference data loaders), a validation pass of the current task after ever
 plateau scheduler of the methods that had one), `end_task`, then a test pass over every task seen so far, which
 appends one row to the accuracy matrix. Multi-task reference learners (joint, random) see all tasks at once and
 produce a single row.
+
+The continual-unlearning loop (`run_continual_unlearning`) adds, per task: the unlearning state handed to the method
+before the task, the unlearning requests carried out right after it (before its test), and a fixed random seed per
+task so that a reference run that skips tasks draws the same random numbers for the tasks it does train.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -16,6 +21,7 @@ import torch.nn.functional as F
 
 from common.algorithm import Algorithm, Step
 from common.benchmarks import Task
+from common.unlearning import UnlearningProtocol, task_seed
 
 
 def batches_per_epoch(num_samples: int, batch_size: int) -> int:
@@ -106,3 +112,54 @@ def run_multitask(algo: Algorithm, tasks: list[Task], cfg: dict, record) -> list
     record.log(f"{algo.name} on {len(tasks)} tasks: AA {100 * sum(row) / len(row):.2f} "
                f"({train_seconds:.1f} s train, {seconds - train_seconds:.1f} s test)")
     return [row]
+
+
+def run_continual_unlearning(algo: Algorithm, tasks: list[Task], cfg: dict, record,
+                             protocol: UnlearningProtocol, skip: set[int] = frozenset(),
+                             enabled: bool = True) -> tuple[list[list[float]], list[int]]:
+    """Train the tasks in order, skipping `skip` (the retrain reference skips every task that is ever unlearned);
+    with `enabled`, carry out the unlearning requests after their tasks. After each trained task every trained task
+    so far is tested; untrained ones get NaN. Returns (accuracy rows, unlearned task ids in order)."""
+    matrix, unlearned = [], []
+    trained: list[Task] = []
+    for task in tasks:
+        if task.id in skip:
+            record.log(f"task {task.id}/{len(tasks)} skipped (never trained in this reference run)")
+            continue
+        torch.manual_seed(task_seed(cfg["seed"], task.id))
+        state = protocol.state(task.id, set(unlearned), enabled)
+        algo.set_unlearning_state(state)
+        start = time.perf_counter()
+        algo.begin_task(task)
+        curves = train_task(algo, task, cfg, record.log)
+        algo.end_task(task)
+        trained.append(task)
+        if state.requests:
+            unlearn_start = time.perf_counter()
+            algo.unlearn(state.requests)
+            unlearned += state.requests
+            record.log(f"task {task.id}: unlearned task(s) {', '.join(map(str, state.requests))} "
+                       f"({time.perf_counter() - unlearn_start:.1f} s)")
+        train_seconds = time.perf_counter() - start
+        tested = {t.id: test_accuracy(algo, t, cfg["eval_batch_size"]) for t in trained}
+        row = [tested.get(j, math.nan) for j in range(1, task.id + 1)]
+        matrix.append(row)
+        seconds = time.perf_counter() - start
+        record.add_task(task.id, row, curves, train_seconds, seconds)
+        kept = [tested[t.id] for t in trained if t.id not in unlearned]
+        record.log(f"task {task.id}/{len(tasks)} done: acc {100 * tested[task.id]:.2f} on it, "
+                   f"{100 * sum(kept) / max(1, len(kept)):.2f} on average over the {len(kept)} kept task(s) "
+                   f"({train_seconds:.1f} s train and unlearning, {seconds - train_seconds:.1f} s test)")
+    return matrix, unlearned
+
+
+@torch.no_grad()
+def test_features(algo: Algorithm, tasks: list[Task], batch_size: int) -> dict[int, torch.Tensor]:
+    """The 'unlearning test' features (`aggregated_features`) of every task's test set, in test-set order, on CPU."""
+    algo.eval()
+    out = {}
+    for task in tasks:
+        parts = [algo.aggregated_features(task.transform(task.test_x[i:i + batch_size])).float().cpu()
+                 for i in range(0, len(task.test_y), batch_size)]
+        out[task.id] = torch.cat(parts)
+    return out

@@ -134,7 +134,8 @@ class RunRecord:
 
     def add_task(self, task_id: int, row: list[float], curves: list[dict], train_seconds: float,
                  seconds: float) -> None:
-        self._append_csv("acc.csv", None, [task_id, sum(row) / len(row), *row])
+        tested = [a for a in row if not math.isnan(a)]  # unlearning references leave untrained tasks as NaN
+        self._append_csv("acc.csv", None, [task_id, sum(tested) / max(1, len(tested)), *row])
         for curve in curves:
             self._append_csv("train_curve.csv", list(curve), list(curve.values()))
         self.train_seconds.append(train_seconds)

@@ -9,6 +9,7 @@ say why they are missing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -21,8 +22,9 @@ from common import config as config_lib
 from common import records
 from common.benchmarks import build_benchmark
 from common.data import DataMissingError
-from common.engine import run_continual
+from common.engine import run_continual, run_continual_unlearning, test_features
 from common.metrics import all_metrics
+from common.unlearning import UnlearningProtocol
 
 REFERENCES = config_lib.REFERENCES
 
@@ -59,6 +61,11 @@ def train_and_record(cfg: dict, methods: dict, refs: dict | None = None, echo: b
     torch.manual_seed(cfg["seed"])
     algo = methods[cfg["method"]](cfg, [t.num_classes for t in tasks], tasks[0].input_shape).to(cfg["device"])
     apply_speed_switches(algo, cfg)
+    if is_unlearning(cfg):
+        metrics, notes = unlearning_run(algo, tasks, cfg, record, refs)
+        record.finish(metrics, notes)
+        record.log("metrics " + json.dumps(metrics))
+        return record.folder
     acc = run_continual(algo, tasks, cfg, record)
     for name, rows in algo.extra_records().items():
         record.write_curve(name, rows)
@@ -157,9 +164,92 @@ def run(cfg: dict, methods: dict) -> Path:
         print(json.dumps(records.read_record(folder)["metrics"]))
         return folder
     refs = None
+    if is_unlearning(cfg):
+        check_unlearnable(cfg, methods)
+        if cfg["references"] == "auto" and not cfg["cul_reference"]:
+            refs = {kind: ensure_unlearning_reference(cfg, kind, methods) for kind in UNLEARNING_REFERENCES}
+        return train_locked(cfg, methods, refs)
     if cfg["references"] == "auto" and cfg["method"] not in REFERENCES:
         refs = {name: ensure_reference(cfg, name, methods) for name in REFERENCES}
     return train_locked(cfg, methods, refs)
+
+
+# ----- continual unlearning -----------------------------------------------------------------------------------------
+UNLEARNING_REFERENCES = ("retrain", "original")
+DD_KINDS = {"dd": "cka", "dd_euclidean": "euclidean", "dd_cosine": "cosine", "dd_manhattan": "manhattan"}
+
+
+def is_unlearning(cfg: dict) -> bool:
+    return bool(cfg["unlearning_requests"].strip())
+
+
+def check_unlearnable(cfg: dict, methods: dict) -> None:
+    UnlearningProtocol.from_config(cfg)  # a schedule that cannot be carried out is an error before any training
+    if not cfg["cul_reference"] and not methods[cfg["method"]].unlearnable:
+        unlearnable = sorted(name for name, cls in methods.items() if cls.unlearnable)
+        raise config_lib.ConfigError(f"method {cfg['method']!r} cannot unlearn; methods that can: "
+                                     f"{', '.join(unlearnable) or 'none in this registry'}")
+
+
+def unlearning_run(algo, tasks, cfg: dict, record, refs: dict | None) -> tuple[dict, dict]:
+    """Train under the unlearning protocol; returns (metrics, notes). The retrain reference skips every task that is
+    ever unlearned and saves its test features (`features.pt`) for DD; the original reference trains all tasks; neither
+    unlearns. A main run gets DD against the retrain reference and AG against the original one."""
+    from common import unlearning_metrics as um
+
+    protocol = UnlearningProtocol.from_config(cfg)
+    kind = cfg["cul_reference"]
+    skip = set(protocol.unlearned_tasks) if kind == "retrain" else set()
+    acc, unlearned = run_continual_unlearning(algo, tasks, cfg, record, protocol, skip, enabled=not kind)
+    final = acc[-1]
+    trained_remaining = [t for t in protocol.remaining_tasks if t not in skip]
+    metrics = {"aa": um.remaining_accuracy(final, [t for t in range(1, len(final) + 1) if t not in skip]),
+               "aa_remaining": um.remaining_accuracy(final, trained_remaining), "unlearned": unlearned,
+               **algo.extra_metrics()}
+    features = test_features(algo, tasks, cfg["eval_batch_size"])
+    if kind == "retrain":
+        torch.save(features, record.folder / "features.pt")
+    if kind or refs is None:
+        notes = {} if kind else {"dd_ag": "not computed: this run was made with references=none"}
+        return metrics, notes
+    ref_features = torch.load(refs["retrain"] / "features.pt")
+    for name, distance in DD_KINDS.items():
+        per_task = um.dd_per_task(features, ref_features, cfg["batch_size"], distance)
+        metrics[name] = um.average_over(per_task, protocol.unlearned_tasks)
+        metrics[f"{name}_per_task"] = {str(t): v for t, v in per_task.items()}
+    original = records.read_acc(refs["original"])[-1]
+    per_task_ag, metrics["ag"] = um.accuracy_gain(final, original, protocol.remaining_tasks)
+    metrics["ag_per_task"] = {str(t): v for t, v in per_task_ag.items()}
+    return metrics, {}
+
+
+def unlearning_reference_config(cfg: dict, kind: str, methods: dict) -> dict:
+    """The retrain or original reference of an unlearning run: the same method, settings and seed, run without
+    unlearning (`cul_reference`). Settings that only act when unlearning (the method's `unlearning_keys`, the ages)
+    are put back to their defaults, so variants that differ only in how they unlearn share their references; the
+    folder name carries a digest of the settings (`ref-<kind>-<method>-<digest>`)."""
+    method_cls = methods[cfg["method"]]
+    defaults = config_lib.resolve({"method": cfg["method"], "benchmark": cfg["benchmark"]}, methods)
+    ref = dict(cfg, cul_reference=kind, run_name="")
+    for key in (*getattr(method_cls, "unlearning_keys", ()), "unlearnable_age", "unlearnable_ages"):
+        ref[key] = defaults[key]
+    ignore = {"run_name", "seed", "study", "device", "threads", "out_dir", "data_dir", "eval_batch_size",
+              "log_every", "references"}
+    digest = hashlib.sha1(json.dumps({k: v for k, v in ref.items() if k not in ignore}, sort_keys=True,
+                                     default=str).encode()).hexdigest()[:8]
+    ref["run_name"] = f"ref-{kind}-{cfg['method']}-{digest}"
+    return ref
+
+
+def ensure_unlearning_reference(cfg: dict, kind: str, methods: dict) -> Path:
+    """The folder of a finished unlearning reference for `cfg`, training it first if needed."""
+    ref_cfg = unlearning_reference_config(cfg, kind, methods)
+    folder = records.run_folder(ref_cfg)
+    if not records.is_done(folder):
+        print(f"unlearning reference {kind}: training into {folder}", flush=True)
+        train_locked(ref_cfg, methods, refs=None)
+    records.check_same_config(folder, ref_cfg)
+    return folder
 
 
 STUDY_KEYS = ("description", "benchmarks", "seeds", "settings", "methods")

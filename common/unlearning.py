@@ -55,8 +55,16 @@ def parse_requests(text: str, num_tasks: int) -> dict[int, list[int]]:
     return parse_task_map(text, "unlearning_requests")
 
 
-def parse_ages(text: str) -> dict[int, int]:
-    """Per-task unlearnable ages, '3:0,4:0' -> {3: 0, 4: 0} (tasks not named take the global age)."""
+CLPU_BLOCK_AGES = {1: 3, 2: 3, 3: 0, 4: 0, 5: 3}
+
+
+def parse_ages(text: str, num_tasks: int = 0) -> dict[int, int]:
+    """Per-task unlearnable ages, '3:0,4:0' -> {3: 0, 4: 0} (tasks not named take the global age). 'published' is the
+    CLPU-DER++ configuration of the paper, {1: 3, 2: 3, 3: 0, 4: 0, 5: 3} for every block of five tasks (tasks 3, 4
+    permanent from the start, the split of CLPU into temporary and permanent tasks)."""
+    if text.strip() == "published":
+        return {start + t: age for start in range(0, num_tasks, 5) for t, age in CLPU_BLOCK_AGES.items()
+                if start + t <= num_tasks}
     out = {}
     for task, values in parse_task_map(text, "unlearnable_ages").items():
         if len(values) != 1:
@@ -92,10 +100,10 @@ class UnlearningProtocol:
         self.validate()
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "UnlearningProtocol":
+    def from_config(cls, cfg: dict) -> UnlearningProtocol:
         n = cfg["num_tasks"]
         return cls(parse_requests(cfg["unlearning_requests"], n), cfg["unlearnable_age"], n,
-                   parse_ages(cfg["unlearnable_ages"]))
+                   parse_ages(cfg["unlearnable_ages"], n))
 
     def age_of(self, task: int) -> int:
         return self.ages.get(task, self.age)
@@ -152,7 +160,7 @@ class StoredDelta:
     indices: torch.Tensor | None = None  # None: `values` is the dense tensor
 
     @classmethod
-    def from_dense(cls, delta: torch.Tensor) -> "StoredDelta":
+    def from_dense(cls, delta: torch.Tensor) -> StoredDelta:
         flat = delta.reshape(-1)
         nonzero = flat.nonzero().squeeze(1)
         if 2 * len(nonzero) <= flat.numel():
@@ -171,7 +179,7 @@ class StoredDelta:
         size = self.values.numel() * self.values.element_size()
         return size + (0 if self.indices is None else self.indices.numel() * self.indices.element_size())
 
-    def to(self, device) -> "StoredDelta":
+    def to(self, device) -> StoredDelta:
         return StoredDelta(self.shape, self.values.to(device),
                            None if self.indices is None else self.indices.to(device))
 
@@ -193,9 +201,10 @@ class TaskUpdateStore:
     """Delta theta^(t) = theta_end - theta_start of every state-dict entry of the given modules, per task.
 
     `snapshot()` at the task start, `record(t)` at its end; `subtract(t)` removes the update from the live modules
-    (theta <- theta - Delta theta^(t)) and drops it. With no pruning and nothing unlearned,
-    theta^(0) + sum_t Delta theta^(t) equals the live parameters up to float rounding. `prune_ratio` > 0 drops the
-    smallest-magnitude share of every stored entry (the dropped part then stays in the network when unlearning).
+    (theta <- theta - Delta theta^(t)) and drops it; `make_permanent(t)` folds a record that can no longer be
+    unlearned into `base` (theta^(0) plus the permanent updates). Without pruning, base + the kept records equals
+    the live parameters up to float rounding. `prune_ratio` > 0 drops the smallest-magnitude share of every stored
+    entry (the dropped part then stays in the network when unlearning).
     """
 
     def __init__(self, modules: dict[str, nn.Module], prune_ratio: float = 0.0):
@@ -203,7 +212,7 @@ class TaskUpdateStore:
             raise ValueError(f"update_prune_ratio must be in [0, 1), got {prune_ratio}")
         self.modules = modules
         self.prune_ratio = prune_ratio
-        self.initial = self._state()
+        self.base = self._state()
         self.updates: dict[int, dict[str, dict[str, StoredDelta]]] = {}
         self._start = None
 
@@ -238,6 +247,26 @@ class TaskUpdateStore:
     def drop(self, task_id: int) -> None:
         self.updates.pop(task_id, None)
 
+    @torch.no_grad()
+    def make_permanent(self, task_id: int) -> None:
+        if task_id not in self.updates:
+            return
+        for name, entries in self.delta(task_id).items():
+            for key, delta in entries.items():
+                self.base[name][key].add_(delta.to(self.base[name][key].dtype))
+        self.drop(task_id)
+
+    def state_before(self, task_id: int, skip: set[int] = frozenset()) -> dict[str, dict[str, torch.Tensor]]:
+        """base + the kept records of tasks before `task_id` (not in `skip`): the parameters just before that task
+        was trained, without the updates of tasks unlearned since."""
+        out = {name: {k: v.clone() for k, v in entries.items()} for name, entries in self.base.items()}
+        for tau in sorted(self.updates):
+            if tau < task_id and tau not in skip:
+                for name, entries in self.delta(tau).items():
+                    for key, delta in entries.items():
+                        out[name][key].add_(delta.to(out[name][key].dtype))
+        return out
+
     def nbytes(self) -> int:
         return sum(d.nbytes() for entries in self.updates.values() for e in entries.values() for d in e.values())
 
@@ -246,7 +275,3 @@ class TaskUpdateStore:
         return sum(d.shape.numel() * d.values.element_size()
                    for entries in self.updates.values() for e in entries.values() for d in e.values())
 
-    def _apply_device(self, device) -> None:
-        self.initial = {n: {k: v.to(device) for k, v in s.items()} for n, s in self.initial.items()}
-        self.updates = {t: {n: {k: d.to(device) for k, d in e.items()} for n, e in u.items()}
-                        for t, u in self.updates.items()}

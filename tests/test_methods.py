@@ -364,7 +364,7 @@ def test_lwf_bn_statistics_move_like_k_plus_1_forwards(tmp_path):
         torch.testing.assert_close(got.running_var, want.running_var, rtol=1e-5, atol=1e-6)
         assert got.momentum == 0.1  # restored after the step
     # the teachers are frozen copies: their statistics did not move
-    assert all(not t.training for t in algo.teachers)
+    assert all(not t.training for t in algo.teachers.values())
 
 
 @pytest.mark.parametrize("method", ["ewc", "hat", "adahat", "fgadahat_ig"])
