@@ -1,5 +1,6 @@
 """Paper-independent methods and the reference learners. `METHODS` is the explicit registry of this package."""
 
+from baselines.der import DER, DERpp
 from baselines.ewc import EWC
 from baselines.finetuning import Finetuning
 from baselines.fix import Fix
@@ -9,4 +10,4 @@ from baselines.joint import Joint
 from baselines.lwf import LwF
 from baselines.random_network import Random
 
-METHODS = {cls.name: cls for cls in (Finetuning, Fix, LwF, EWC, HAT, Joint, Independent, Random)}
+METHODS = {cls.name: cls for cls in (Finetuning, Fix, LwF, EWC, DER, DERpp, HAT, Joint, Independent, Random)}
