@@ -139,7 +139,7 @@ def test_merge_at_just_permanent_moves_main_backbone_and_deletes_temporary(tmp_p
 
 
 def test_merge_steps_default_rule(tmp_path, tasks, monkeypatch):
-    cfg, algo = make(tmp_path, tasks, merge_num_steps=0, batch_size=16)
+    _, algo = make(tmp_path, tasks, merge_num_steps=0, batch_size=16)
     assert algo.merge_steps(tasks[1]) == 1 * (64 // 16)
     steps = []
     monkeypatch.setattr(algo, "merge", lambda tau, n: steps.append((tau, n)) or algo.temporary_backbones.pop(str(tau)))
@@ -179,7 +179,7 @@ def test_aggregated_features_count_the_main_backbone_once_per_task(tmp_path, tas
 
 @pytest.mark.parametrize("state", [None, UnlearningState(1, [1], [], [], enabled=False)])
 def test_without_unlearning_it_is_plain_derpp(tmp_path, tasks, state, one_thread):
-    cfg, algo = make(tmp_path, tasks)
+    _, algo = make(tmp_path, tasks)
     if state is not None:
         algo.set_unlearning_state(state)
     algo.begin_task(tasks[0])
