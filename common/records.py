@@ -38,7 +38,8 @@ class RecordError(RuntimeError):
 def run_folder(cfg: dict) -> Path:
     """`<out_dir>/<study>/<benchmark>-<num_tasks>/<run name>/seed<k>`; references live under `references/`."""
     bench = f"{cfg['benchmark']}-{cfg['num_tasks']}"
-    if cfg["method"] in config_lib.REFERENCES and cfg.get("study", "default") == "default":
+    plain_reference = not cfg.get("unlearning_requests")  # unlearning runs of Independent are ordinary runs
+    if cfg["method"] in config_lib.REFERENCES and cfg.get("study", "default") == "default" and plain_reference:
         return (Path(cfg["out_dir"]) / "references" / bench / config_lib.reference_key(cfg) / cfg["method"]
                 / f"seed{cfg['seed']}")
     return Path(cfg["out_dir"]) / cfg["study"] / bench / config_lib.run_name(cfg) / f"seed{cfg['seed']}"

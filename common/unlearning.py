@@ -215,6 +215,7 @@ class TaskUpdateStore:
         self.base = self._state()
         self.updates: dict[int, dict[str, dict[str, StoredDelta]]] = {}
         self._start = None
+        self.peak_nbytes = self.peak_dense_nbytes = 0  # the largest the kept records grew during the run
 
     def _state(self) -> dict[str, dict[str, torch.Tensor]]:
         return {name: {k: v.detach().clone() for k, v in m.state_dict().items()} for name, m in self.modules.items()}
@@ -230,6 +231,8 @@ class TaskUpdateStore:
             name: {k: StoredDelta.from_dense(prune_by_magnitude(now[name][k] - self._start[name][k], self.prune_ratio))
                    for k in now[name]} for name in now}
         self._start = None
+        self.peak_nbytes = max(self.peak_nbytes, self.nbytes())
+        self.peak_dense_nbytes = max(self.peak_dense_nbytes, self.dense_nbytes())
 
     def delta(self, task_id: int) -> dict[str, dict[str, torch.Tensor]]:
         """The dense update of a task, module name -> state-dict key -> tensor."""

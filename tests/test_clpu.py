@@ -49,7 +49,7 @@ def test_config_is_the_published_one(tmp_path, tasks):
     cfg = config.resolve({"method": "clpu_derpp", "benchmark": "synthetic"}, REGISTRY)
     assert cfg["batch_norm"] is False and cfg["buffer_size"] == 200
     assert (cfg["der_alpha"], cfg["der_beta"]) == (0.5, 0.5)
-    assert (cfg["temporary_init"], cfg["merge_num_steps"], cfg["merge_batch_size"]) == ("from_main", 500, 200)
+    assert (cfg["temporary_init"], cfg["merge_num_steps"], cfg["merge_batch_size"]) == ("from_main", 0, 200)
     assert CLPUDERpp.unlearnable
 
 

@@ -1,0 +1,121 @@
+"""The AmnesiacHAT study's tables from run records.
+
+    python -m amnesiachat.make_tables [--seeds 1-5] [--out results/amnesiachat]
+                                      [--parts main,ablation,hparams,pruning] [--columns pmnist-5-til,...] [key=value ...]
+
+* main: AA on the remaining tasks, DD (1 - linear CKA against the retrain reference, averaged over the unlearned
+  tasks) and AG (accuracy gain over the original reference, averaged over the remaining tasks) for every method on
+  PMNIST-5 TIL and DIL, RMNIST-5 TIL and DIL, SCIFAR10-5 TIL, PMNIST-20 TIL, Combined-5 TIL (one table per metric);
+* ablation: backup compensation x replay repair (PMNIST-5 TIL);
+* hparams: buffer size x repair steps, and unlearnable age 3 (PMNIST-5 TIL);
+* pruning: memory of the stored updates on PMNIST-20 TIL, and what magnitude pruning does to AA and DD.
+Cells are mean ± sample std over the finished seeds (`(1 run)` for one); `—` marks cells without runs. There are no
+published AmnesiacHAT numbers to compare with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from amnesiachat import METHODS
+from common import config as config_lib
+from common.records import git_commit
+from common.tables import Cell, Table, collect, metric_values, write_tables
+from scripts.sweep import parse_seeds
+
+HERE = Path(__file__).parent
+LABELS = {"independent": "Independent", "amnesiac_finetuning": "Finetuning", "amnesiac_lwf": "LwF",
+          "amnesiac_ewc": "EWC", "amnesiac_der": "DER", "amnesiac_derpp": "DER++", "clpu_derpp": "CLPU-DER++",
+          "amnesiachat": "AmnesiacHAT", "amnesiachat_no_compensation": "w/o backup compensation",
+          "amnesiachat_no_repair": "w/o replay repair", "amnesiachat_neither": "w/o both"}
+# column label -> (study, benchmark, overrides)
+MAIN_COLUMNS = {
+    "PMNIST-5 TIL": ("main", "pmnist", {}), "PMNIST-5 DIL": ("main_dil", "pmnist", {}),
+    "RMNIST-5 TIL": ("main", "rmnist", {}), "RMNIST-5 DIL": ("main_dil", "rmnist", {}),
+    "SCIFAR10-5 TIL": ("main", "scifar10", {}), "PMNIST-20 TIL": ("main", "pmnist", {"num_tasks": 20}),
+    "Combined-5 TIL": ("main", "combined5", {}),
+}
+# metric key -> (title, scale, number format)
+METRICS = {"aa_remaining": ("AA on remaining tasks (%)", 100.0, ".2f"),
+           "dd": ("DD: 1 - linear CKA to the retrain reference, unlearned tasks (lower is better)", 1.0, ".4f"),
+           "ag": ("AG: accuracy gain over the original reference, remaining tasks (%)", 100.0, ".2f"),
+           "aa": ("AA over all tasks, unlearned ones included (%)", 100.0, ".2f")}
+NOTES = ["mean ± sample std over seeds", "remaining tasks: never unlearned (tasks 3, 4 of every block of five)"]
+
+
+def label(entry: str) -> str:
+    return LABELS.get(entry, entry)
+
+
+def cell(runs: list[dict], metric: str) -> Cell:
+    _, scale, fmt = METRICS[metric]
+    return Cell(metric_values(runs, metric, scale), fmt=fmt)
+
+
+def main_tables(seeds, overrides: dict, columns: list[str]) -> list[Table]:
+    found = {}
+    for column in columns:
+        study, benchmark, extra = MAIN_COLUMNS[column]
+        for (entry, _), runs in collect(HERE, study, METHODS, seeds, [benchmark], {**extra, **overrides}).items():
+            found[(entry, column)] = runs
+    entries = list(dict.fromkeys(e for e, _ in found))
+    tables = []
+    for metric, (title, _, _) in METRICS.items():
+        rows = {label(e): {c: cell(found.get((e, c), []), metric) for c in columns} for e in entries}
+        tables.append(Table(f"AmnesiacHAT main table: {title}", columns, rows, NOTES))
+    return tables
+
+
+def study_table(study: str, title: str, seeds, overrides: dict, metrics=("aa_remaining", "dd", "ag")) -> Table:
+    found = collect(HERE, study, METHODS, seeds, overrides=overrides)
+    columns = [METRICS[m][0] if m in METRICS else m for m in metrics]
+    rows = {}
+    for (entry, _), runs in found.items():
+        rows[label(entry)] = {col: (cell(runs, m) if m in METRICS else Cell(metric_values(runs, m, 1.0), fmt=".3f"))
+                              for col, m in zip(columns, metrics)}
+    return Table(title, columns, rows, NOTES)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="", help="e.g. 1-5 (default: each study's)")
+    parser.add_argument("--out", default="results/amnesiachat")
+    parser.add_argument("--parts", default="main,ablation,hparams,pruning")
+    parser.add_argument("--columns", default=",".join(MAIN_COLUMNS), help="main-table columns")
+    parser.add_argument("overrides", nargs="*", help="key=value applied to every run looked up (e.g. out_dir=...)")
+    args = parser.parse_args(argv)
+    seeds = parse_seeds(args.seeds) if args.seeds else None
+    overrides = config_lib.parse_cli(args.overrides)
+    columns = [c for c in args.columns.split(",") if c]
+    unknown = [c for c in columns if c not in MAIN_COLUMNS]
+    if unknown:
+        parser.error(f"unknown column(s) {', '.join(unknown)}; known: {', '.join(MAIN_COLUMNS)}")
+    parts = set(args.parts.split(","))
+    out = Path(args.out)
+    header = (f"Generated by `python -m amnesiachat.make_tables {' '.join(argv if argv is not None else sys.argv[1:])}`"
+              f" at commit {git_commit()}.\n\n")
+    written = []
+    if "main" in parts:
+        written += write_tables(main_tables(seeds, overrides, columns), out / "main", header)
+    if "ablation" in parts:
+        written += write_tables([study_table("ablation", "AmnesiacHAT ablation, PMNIST-5 TIL", seeds, overrides)],
+                                out / "ablation", header)
+    if "hparams" in parts:
+        written += write_tables([study_table("hparams", "AmnesiacHAT hyperparameters, PMNIST-5 TIL", seeds,
+                                             overrides)], out / "hparams", header)
+    if "pruning" in parts:
+        table = study_table("pruning", "AmnesiacHAT update store and magnitude pruning, PMNIST-20 TIL", seeds,
+                            overrides, ("update_store_peak_mb", "update_store_dense_peak_mb", "aa_remaining", "dd",
+                                        "ag"))
+        table.notes = NOTES + ["store sizes in MiB: the largest the store of updates grew during the run, as stored "
+                               "(sparse where entries are zero) and as one dense copy per task"]
+        written += write_tables([table], out / "pruning", header)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
