@@ -9,8 +9,8 @@ EWC its Fisher matrix and snapshot, DER its buffer samples).
 from __future__ import annotations
 
 import torch
-from baselines.der import DER, DERpp
 
+from baselines.der import DER, DERpp
 from baselines.ewc import EWC
 from baselines.finetuning import Finetuning
 from baselines.independent import Independent

@@ -24,7 +24,14 @@ from torch import nn
 
 from adahat.adahat import AdaHAT
 from amnesiachat.amnesiac import TaskUpdates
-from amnesiachat.backups import compensate, load_weights, make_backup, overlap, routed_forward, save_state
+from amnesiachat.backups import (
+    compensate,
+    load_weights,
+    make_backup,
+    overlap,
+    routed_forward,
+    save_state,
+)
 from common.hat import parameter_wise
 from common.replay import ReplayBatch, ReplayBuffer, replay_logits, replay_losses
 
@@ -36,7 +43,7 @@ class AmnesiacHAT(TaskUpdates, AdaHAT):
                "replay_repair": True, "repair_steps": 50, "repair_batch_size": 200,
                "recycle": "after_next_task", "recycle_summative": False}
     unlearning_keys = TaskUpdates.unlearning_keys + (
-        "backup_init", "backup_compensation", "compensate_order", "replay_repair", "repair_steps",
+    "backup_init", "backup_compensation", "compensate_order", "replay_repair", "repair_steps",
         "repair_batch_size", "recycle", "recycle_summative")
     CHOICES = {"architecture": ("AdaHAT", "HAT"), "backup_init": ("delete", "before"),
                "compensate_order": ("normal", "reverse"), "recycle": ("after_next_task", "next_task")}
@@ -192,7 +199,7 @@ class AmnesiacHAT(TaskUpdates, AdaHAT):
 
     def extra_metrics(self) -> dict:
         return {**super().extra_metrics(), "backup_states_mb": sum(
-            v.numel() * v.element_size() for s in self.backup_states.values() for v in s.values()) / 2**20}
+    v.numel() * v.element_size() for s in self.backup_states.values() for v in s.values()) / 2**20}
 
 
 def union(masks_per_task: list[list[torch.Tensor]]) -> list[torch.Tensor]:

@@ -109,7 +109,7 @@ def main(argv=None) -> int:
         table = study_table("pruning", "AmnesiacHAT update store and magnitude pruning, PMNIST-20 TIL", seeds,
                             overrides, ("update_store_peak_mb", "update_store_dense_peak_mb", "aa_remaining", "dd",
                                         "ag"))
-        table.notes = NOTES + ["store sizes in MiB: the largest the store of updates grew during the run, as stored "
+        table.notes = [*NOTES, "store sizes in MiB: the largest the store of updates grew during the run, as stored "
                                "(sparse where entries are zero) and as one dense copy per task"]
         written += write_tables([table], out / "pruning", header)
     for path in written:

@@ -46,7 +46,8 @@ ENGINE_KEYS: dict[str, tuple[object, type, str]] = {
     "plateau_patience": (10, int, "ReduceLROnPlateau patience (epochs)"),
     "plateau_factor": (0.1, float, "ReduceLROnPlateau factor"),
     "train_subset": (0, int, "use only the first N training samples of each task (0 = all); quick mode only"),
-    "references": ("auto", str, "auto: run or reuse joint/independent/random for FR and FWT; none: skip them"),
+    "references": ("auto", str, "auto: run or reuse joint/independent/random for FR and FWT (unlearning runs: retrain "
+                                "and original for DD and AG); none: skip them; only: unlearning references only"),
     "device": ("cpu", str, "cpu or cuda[:k]"),
     "threads": (0, int, "torch CPU threads (0 = torch default)"),
     "data_dir": ("data", str, "where raw datasets and caches live"),
@@ -193,7 +194,7 @@ def validate(cfg: dict) -> None:
             raise ConfigError(f"{key} must be at least 1, got {cfg[key]}")
     if cfg["seed"] < 0 or cfg["train_subset"] < 0 or cfg["threads"] < 0:
         raise ConfigError("seed, train_subset and threads must not be negative")
-    choices = {"backbone": ("mlp", "resnet18"), "setting": ("til", "dil"), "references": ("auto", "none"),
+    choices = {"backbone": ("mlp", "resnet18"), "setting": ("til", "dil"), "references": ("auto", "none", "only"),
                "plateau_scheduler": ("auto", "always", "never"), "cul_reference": ("", "retrain", "original")}
     for key, allowed in choices.items():
         if cfg[key] not in allowed:

@@ -164,10 +164,14 @@ def run(cfg: dict, methods: dict) -> Path:
         print(json.dumps(records.read_record(folder)["metrics"]))
         return folder
     refs = None
+    if cfg["references"] == "only" and not is_unlearning(cfg):
+        raise config_lib.ConfigError("references=only is for unlearning runs (it trains their two references)")
     if is_unlearning(cfg):
         check_unlearnable(cfg, methods)
-        if cfg["references"] == "auto" and not cfg["cul_reference"]:
+        if cfg["references"] in ("auto", "only") and not cfg["cul_reference"]:
             refs = {kind: ensure_unlearning_reference(cfg, kind, methods) for kind in UNLEARNING_REFERENCES}
+        if cfg["references"] == "only":
+            return refs["original"]
         return train_locked(cfg, methods, refs)
     if cfg["references"] == "auto" and cfg["method"] not in REFERENCES:
         refs = {name: ensure_reference(cfg, name, methods) for name in REFERENCES}

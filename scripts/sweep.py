@@ -19,7 +19,14 @@ from pathlib import Path
 
 from common import config as config_lib
 from common import records
-from common.runner import REFERENCES, apply_study, read_study, study_entries
+from common.runner import (
+    REFERENCES,
+    apply_study,
+    is_unlearning,
+    read_study,
+    study_entries,
+    unlearning_reference_config,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +54,12 @@ def plan(package: str, study: str, benchmarks, seeds, entries, extra: dict) -> l
                 args = [f"{k}={v}" for k, v in cli.items()]
                 mains.append((f"{study}/{benchmark}/{entry}/seed{seed}",
                               [sys.executable, "-m", f"{package}.run", *args], records.run_folder(cfg)))
-                if cfg["references"] == "auto" and cfg["method"] not in REFERENCES:
+                if is_unlearning(cfg):
+                    if cfg["references"] == "auto":  # one job trains both unlearning references of this run
+                        folder = records.run_folder(unlearning_reference_config(cfg, "original", methods))
+                        refs.setdefault(folder, (f"unlearning references {benchmark} {entry} seed{seed}",
+                                                 [*mains[-1][1], "references=only"], folder))
+                elif cfg["references"] == "auto" and cfg["method"] not in REFERENCES:
                     for name in REFERENCES:
                         ref_cli = config_lib.reference_config(cfg, name)
                         folder = records.run_folder(config_lib.resolve(ref_cli, methods))

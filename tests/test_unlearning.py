@@ -4,8 +4,16 @@ import pytest
 import torch
 from torch import nn
 
-from common.unlearning import (StoredDelta, TaskUpdateStore, UnlearningConfigError, UnlearningProtocol, parse_ages,
-                               parse_requests, prune_by_magnitude, published_requests)
+from common.unlearning import (
+    StoredDelta,
+    TaskUpdateStore,
+    UnlearningConfigError,
+    UnlearningProtocol,
+    parse_ages,
+    parse_requests,
+    prune_by_magnitude,
+    published_requests,
+)
 
 
 def test_published_schedule_for_5_and_20_tasks():
