@@ -42,9 +42,8 @@ class AmnesiacHAT(TaskUpdates, AdaHAT):
                "backup_init": "delete", "backup_compensation": True, "compensate_order": "normal",
                "replay_repair": True, "repair_steps": 50, "repair_batch_size": 200,
                "recycle": "after_next_task", "recycle_summative": False}
-    unlearning_keys = TaskUpdates.unlearning_keys + (
-    "backup_init", "backup_compensation", "compensate_order", "replay_repair", "repair_steps",
-        "repair_batch_size", "recycle", "recycle_summative")
+    unlearning_keys = (*TaskUpdates.unlearning_keys, "backup_init", "backup_compensation", "compensate_order",
+                       "replay_repair", "repair_steps", "repair_batch_size", "recycle", "recycle_summative")
     CHOICES = {"architecture": ("AdaHAT", "HAT"), "backup_init": ("delete", "before"),
                "compensate_order": ("normal", "reverse"), "recycle": ("after_next_task", "next_task")}
 
@@ -59,7 +58,6 @@ class AmnesiacHAT(TaskUpdates, AdaHAT):
         self.backups = nn.ModuleDict()  # str(b) -> backup network of task b, re-created every task
         self.backup_states: dict[tuple[int, int], dict[str, torch.Tensor]] = {}  # (b, t) -> saved backup b
         self.unlearned: set[int] = set()
-        self.store_bytes_log: list[dict] = []
 
     # ----- task start: backups -------------------------------------------------------------------------------------
     def begin_task(self, task) -> None:
@@ -198,8 +196,8 @@ class AmnesiacHAT(TaskUpdates, AdaHAT):
         self.eval()
 
     def extra_metrics(self) -> dict:
-        return {**super().extra_metrics(), "backup_states_mb": sum(
-    v.numel() * v.element_size() for s in self.backup_states.values() for v in s.values()) / 2**20}
+        saved = sum(v.numel() * v.element_size() for s in self.backup_states.values() for v in s.values())
+        return {**super().extra_metrics(), "backup_states_mb": saved / 2**20}
 
 
 def union(masks_per_task: list[list[torch.Tensor]]) -> list[torch.Tensor]:

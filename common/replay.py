@@ -36,10 +36,11 @@ class ReplayBatch(NamedTuple):
 class ReplayBuffer:
     """Reservoir buffer of `capacity` examples (DER's `Buffer`, `spec/algorithms.md` §5.4).
 
-    Example number n (0-based, counted over every example ever offered) goes to a free slot if there is one (the
-    lowest free slot first: slots freed by `delete_task` are filled before any replacement, as the reference's
-    append-while-not-full does); otherwise j = uniform{0..n} is drawn and the example replaces slot j if
-    j < capacity. Within a batch the examples are processed in order (a later one wins a slot drawn twice). Random
+    Example number n (0-based, counted over every example ever offered) goes to slot n while n < capacity;
+    afterwards j = uniform{0..n} is drawn and the example replaces slot j if j < capacity. A slot emptied by
+    `delete_task` is refilled the same way, when the draw picks it: refilling freed slots at once would fill them with
+    the next task's first examples, whose stored logits come from the start of training (the annealed mask of a
+    HAT-family method is then far from its final value), and replaying those biased logits hurts that task. Within a batch the examples are processed in order (a later one wins a slot drawn twice). Random
     numbers come from torch's global generator on the buffer's device, so seeding makes runs reproducible.
     """
 
@@ -75,7 +76,7 @@ class ReplayBuffer:
         self.logits = torch.where(taken[:, None], logits[pick], self.logits)
         self.task_ids = torch.where(taken, tasks[pick], self.task_ids)
         self.widths = torch.where(taken, self.widths.new_tensor(width), self.widths)
-        self.size = min(self.capacity, self.size + batch)
+        self.size = int((self.task_ids != EMPTY).sum())
         self.seen += batch
 
     def _allocate(self, x: torch.Tensor, logits: torch.Tensor) -> None:
@@ -100,7 +101,9 @@ class ReplayBuffer:
         """For every slot the batch index of the example written there (-1: untouched); reservoir rule above."""
         device = self.task_ids.device
         source = torch.full((self.capacity + 1,), -1, dtype=torch.long, device=device)  # last entry: "rejected"
-        fill = min(self.capacity - self.size, batch)
+        # the first `capacity` examples ever offered fill the buffer in order; afterwards every slot (one freed by
+        # `delete_task` too) is only written when the reservoir draw picks it
+        fill = min(self.capacity - self.size, max(0, self.capacity - self.seen), batch)
         if fill > 0:
             free = self.task_ids == EMPTY
             rank = free.long().cumsum(0) - 1  # the k-th free slot gets example k
@@ -140,7 +143,7 @@ class ReplayBuffer:
 
     @torch.no_grad()
     def delete_task(self, task_id: int) -> None:
-        """Remove (and zero) every example of a task; the freed slots are filled first by later adds."""
+        """Remove (and zero) every example of a task; the freed slots are refilled by the reservoir draw."""
         if self.x is None:
             return
         gone = self.task_ids == task_id

@@ -84,7 +84,7 @@ def test_sampling_draws_only_the_asked_tasks_with_replacement():
     assert len(buffer.sample(4, [2]).x) == 4
 
 
-def test_delete_task_removes_it_and_freed_slots_are_filled_first():
+def test_delete_task_removes_it_and_freed_slots_are_refilled_only_by_the_reservoir_draw(monkeypatch):
     torch.manual_seed(0)
     buffer = ReplayBuffer(6)
     offer(buffer, [1, 2, 3], task_id=1)
@@ -94,9 +94,11 @@ def test_delete_task_removes_it_and_freed_slots_are_filled_first():
     assert len(buffer) == 3 and buffer.task_counts() == {2: 3}
     assert buffer.sample(10, [1]) is None
     assert stored(buffer)[3:] == before[3:] and stored(buffer)[:3] == [0, 0, 0]
-    offer(buffer, [7, 8], task_id=3)  # goes to the freed slots, no reservoir draw
-    assert stored(buffer) == [7, 8, 0, 4, 5, 6] and buffer.task_counts() == {2: 3, 3: 2}
-    assert buffer.seen == 8
+    # n=6: j = floor(0.1 * 7) = 0 -> the freed slot 0; n=7: j = floor(0.5 * 8) = 4 -> replaces example 5
+    fake_rand(monkeypatch, [0.1, 0.5])
+    offer(buffer, [7, 8], task_id=3)
+    assert stored(buffer) == [7, 0, 0, 4, 8, 6] and buffer.task_counts() == {2: 2, 3: 2}
+    assert len(buffer) == 4 and buffer.seen == 8
 
 
 def test_logits_of_different_widths_are_padded_and_compared_on_their_width():
