@@ -247,3 +247,14 @@ def test_main_run_metrics_json_is_strict(tmp_path, one_thread):
     folder = runner.run(cfg, METHODS)
     payload = json.loads((folder / "metrics.json").read_text())
     assert payload["metrics"]["update_store_peak_mb"] > 0
+
+
+@pytest.mark.parametrize("method", ["amnesiac_derpp", "amnesiachat"])
+def test_domain_incremental_runs_unlearn_through_the_shared_head(method, tmp_path, one_thread):
+    cfg = make_cfg(method, tmp_path, setting="dil")
+    algo_cls = METHODS[method]
+    torch.manual_seed(cfg["seed"])
+    algo = algo_cls(cfg, [4] * 5, (1, 28, 28))
+    assert len(algo.heads.heads) == 1
+    metrics = records.read_record(runner.run(cfg, METHODS))["metrics"]
+    assert metrics["unlearned"] == [1, 2, 5] and metrics["dd"] is not None and metrics["ag"] is not None
