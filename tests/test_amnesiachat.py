@@ -258,3 +258,12 @@ def test_domain_incremental_runs_unlearn_through_the_shared_head(method, tmp_pat
     assert len(algo.heads.heads) == 1
     metrics = records.read_record(runner.run(cfg, METHODS))["metrics"]
     assert metrics["unlearned"] == [1, 2, 5] and metrics["dd"] is not None and metrics["ag"] is not None
+
+
+def test_amnesiachat_on_resnet18_routes_backups_and_unlearns(tmp_path, one_thread):
+    cfg = make_cfg("amnesiachat", tmp_path, benchmark="synthetic_rgb", num_tasks=3, train_subset=64,
+                   unlearning_requests="3:2", repair_steps=2, batch_size=32)
+    assert cfg["backbone"] == "resnet18"
+    metrics = records.read_record(runner.run(cfg, METHODS))["metrics"]
+    assert metrics["unlearned"] == [2] and 0.0 <= metrics["dd"] <= 1.0
+    assert metrics["backup_states_mb"] > 0  # backups of task 1 and 2 were trained and saved
