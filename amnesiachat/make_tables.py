@@ -29,7 +29,9 @@ HERE = Path(__file__).parent
 LABELS = {"independent": "Independent", "amnesiac_finetuning": "Finetuning", "amnesiac_lwf": "LwF",
           "amnesiac_ewc": "EWC", "amnesiac_der": "DER", "amnesiac_derpp": "DER++", "clpu_derpp": "CLPU-DER++",
           "amnesiachat": "AmnesiacHAT", "amnesiachat_no_compensation": "w/o backup compensation",
-          "amnesiachat_no_repair": "w/o replay repair", "amnesiachat_neither": "w/o both"}
+          "amnesiachat_no_repair": "w/o replay repair", "amnesiachat_neither": "w/o both",
+          "amnesiachat_prune90": "AmnesiacHAT, stored updates pruned 90%", "amnesiachat_hat": "AmnesiacHAT (HAT)",
+          "amnesiachat_age3": "AmnesiacHAT, unlearnable age 3"}
 # column label -> (study, benchmark, overrides)
 MAIN_COLUMNS = {
     "PMNIST-5 TIL": ("main", "pmnist", {}), "PMNIST-5 DIL": ("main_dil", "pmnist", {}),
@@ -41,13 +43,20 @@ MAIN_COLUMNS = {
 METRICS = {"aa_remaining": ("AA on remaining tasks (%)", 100.0, ".2f"),
            "dd": ("DD: 1 - linear CKA to the retrain reference, unlearned tasks (lower is better)", 1.0, ".4f"),
            "ag": ("AG: accuracy gain over the original reference, remaining tasks (%)", 100.0, ".2f"),
-           "aa": ("AA over all tasks, unlearned ones included (%)", 100.0, ".2f")}
+           "aa": ("AA over all tasks, unlearned ones included (%)", 100.0, ".2f"),
+           "update_store_peak_mb": ("update store, as stored (MiB)", 1.0, ".2f"),
+           "update_store_dense_peak_mb": ("update store, dense (MiB)", 1.0, ".2f")}
+MAIN_METRICS = ("aa_remaining", "dd", "ag", "aa")
 NOTES = ["mean ± sample std over seeds", "remaining tasks: never unlearned (tasks 3, 4 of every block of five)"]
 LWF_NOTE = ("LwF repeats Finetuning wherever the networks have no batch norm: the reference LwF's distillation term "
             "sends no gradient (`distill_gradient: false`, as in the reference code)")
 
 
 def label(entry: str) -> str:
+    """Row label; hyperparameter-study entries `amnesiachat_buffer<B>_repair<R>` read 'buffer B, R repair steps'."""
+    if entry.startswith("amnesiachat_buffer") and "_repair" in entry:
+        buffer, repair = entry.removeprefix("amnesiachat_buffer").split("_repair")
+        return f"buffer {buffer}, {repair} repair steps"
     return LABELS.get(entry, entry)
 
 
@@ -64,7 +73,8 @@ def main_tables(seeds, overrides: dict, columns: list[str]) -> list[Table]:
             found[(entry, column)] = runs
     entries = list(dict.fromkeys(e for e, _ in found))
     tables = []
-    for metric, (title, _, _) in METRICS.items():
+    for metric in MAIN_METRICS:
+        title = METRICS[metric][0]
         rows = {label(e): {c: cell(found.get((e, c), []), metric) for c in columns} for e in entries}
         tables.append(Table(f"AmnesiacHAT main table: {title}", columns, rows, [*NOTES, LWF_NOTE]))
     return tables
@@ -72,11 +82,8 @@ def main_tables(seeds, overrides: dict, columns: list[str]) -> list[Table]:
 
 def study_table(study: str, title: str, seeds, overrides: dict, metrics=("aa_remaining", "dd", "ag")) -> Table:
     found = collect(HERE, study, METHODS, seeds, overrides=overrides)
-    columns = [METRICS[m][0] if m in METRICS else m for m in metrics]
-    rows = {}
-    for (entry, _), runs in found.items():
-        rows[label(entry)] = {col: (cell(runs, m) if m in METRICS else Cell(metric_values(runs, m, 1.0), fmt=".3f"))
-                              for col, m in zip(columns, metrics)}
+    columns = [METRICS[m][0] for m in metrics]
+    rows = {label(entry): {col: cell(runs, m) for col, m in zip(columns, metrics)} for (entry, _), runs in found.items()}
     return Table(title, columns, rows, NOTES)
 
 
