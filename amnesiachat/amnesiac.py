@@ -30,11 +30,6 @@ class TaskUpdates:
     hparams = {"update_prune_ratio": 0.0}
     unlearning_keys = ("update_prune_ratio",)  # settings that act only when unlearning (references ignore them)
 
-    @property
-    def unlearning_enabled(self) -> bool:
-        state = getattr(self, "unlearning_state", None)
-        return state is not None and state.enabled
-
     def begin_task(self, task) -> None:
         if self.unlearning_enabled:
             self.prepare_updates()

@@ -61,7 +61,6 @@ class AmnesiacHAT(TaskUpdates, AdaHAT):
 
     # ----- task start: backups -------------------------------------------------------------------------------------
     def begin_task(self, task) -> None:
-        self.task_id = task.id
         self.backups = nn.ModuleDict()
         if self.unlearning_enabled:
             self.prepare_updates()

@@ -64,14 +64,9 @@ class CLPUDERpp(DERpp):
         return [t for t in super().replay_task_ids() if not self.is_temporary(t) and t not in self.unlearned]
 
     # ----- task boundaries ----------------------------------------------------------------------------------------
-    def active_state(self):
-        """The unlearning state of the current task, or None when unlearning is off (plain DER++)."""
-        state = getattr(self, "unlearning_state", None)
-        return state if state is not None and state.enabled else None
-
     def begin_task(self, task) -> None:
-        state = self.active_state()
-        if state is not None:
+        if self.unlearning_enabled:  # otherwise plain DER++
+            state = self.unlearning_state
             self.unlearned |= set(state.unlearned)
             if task.id in state.unlearnable:
                 self.temporary_backbones[str(task.id)] = self.new_temporary_backbone()
@@ -90,10 +85,6 @@ class CLPUDERpp(DERpp):
         """Adam over the backbone the current task trains (its temporary one, or the main one) and the heads."""
         params = [*self.backbone_of(self.task_id).parameters(), *self.heads.parameters()]
         return self.adam(params)
-
-    def adam(self, params) -> torch.optim.Optimizer:
-        params = [p for p in params if p.requires_grad]
-        return torch.optim.Adam(params, lr=self.cfg["lr"], weight_decay=self.cfg["weight_decay"])
 
     def merge_steps(self, task) -> int:
         steps = self.cfg["merge_num_steps"]

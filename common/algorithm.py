@@ -95,7 +95,11 @@ class Algorithm(nn.Module):
         self.scheduler = self.make_scheduler(self.optimizer)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        params = [p for p in self.parameters() if p.requires_grad]
+        return self.adam(self.parameters())
+
+    def adam(self, params) -> torch.optim.Optimizer:
+        """Adam with the run's learning rate and weight decay over the trainable ones of `params`."""
+        params = [p for p in params if p.requires_grad]
         return torch.optim.Adam(params, lr=self.cfg["lr"], weight_decay=self.cfg["weight_decay"])
 
     def make_scheduler(self, optimizer):
@@ -137,6 +141,12 @@ class Algorithm(nn.Module):
 
     # ----- continual unlearning (methods that can unlearn override `unlearn`) ------------------------------------
     unlearnable = False  # True for methods that implement `unlearn`
+    unlearning_state = None  # the state of the current task in an unlearning run
+
+    @property
+    def unlearning_enabled(self) -> bool:
+        """An unlearning run that is not a reference run (references train the plain continual learner)."""
+        return self.unlearning_state is not None and self.unlearning_state.enabled
 
     def set_unlearning_state(self, state) -> None:
         """Called before `begin_task` in an unlearning run with a `common.unlearning.UnlearningState`."""

@@ -122,12 +122,17 @@ class RunLock:
 def ensure_reference(cfg: dict, reference: str, methods: dict) -> list[list[float]]:
     """The accuracy matrix of a reference run for main run `cfg`, training it first if it does not exist."""
     ref_cfg = config_lib.resolve(config_lib.reference_config(cfg, reference), methods)
+    return records.read_acc(finished_reference(ref_cfg, methods, f"reference {reference}"))
+
+
+def finished_reference(ref_cfg: dict, methods: dict, label: str) -> Path:
+    """The folder of the finished reference run `ref_cfg`, training it first if needed."""
     folder = records.run_folder(ref_cfg)
     if not records.is_done(folder):
-        print(f"reference {reference}: training into {folder}", flush=True)
+        print(f"{label}: training into {folder}", flush=True)
         train_locked(ref_cfg, methods, refs=None)
     records.check_same_config(folder, ref_cfg)
-    return records.read_acc(folder)
+    return folder
 
 
 def finished_references(cfg: dict, methods: dict) -> dict | None:
@@ -210,12 +215,12 @@ def unlearning_run(algo, tasks, cfg: dict, record, refs: dict | None) -> tuple[d
     metrics = {"aa": um.remaining_accuracy(final, [t for t in range(1, len(final) + 1) if t not in skip]),
                "aa_remaining": um.remaining_accuracy(final, trained_remaining), "unlearned": unlearned,
                **algo.extra_metrics()}
-    features = test_features(algo, tasks, cfg["eval_batch_size"])
     if kind == "retrain":
-        torch.save(features, record.folder / "features.pt")
+        torch.save(test_features(algo, tasks, cfg["eval_batch_size"]), record.folder / "features.pt")
     if kind or refs is None:
         notes = {} if kind else {"dd_ag": "not computed: this run was made with references=none"}
         return metrics, notes
+    features = test_features(algo, tasks, cfg["eval_batch_size"])
     ref_features = torch.load(refs["retrain"] / "features.pt")
     for name, distance in DD_KINDS.items():
         per_task = um.dd_per_task(features, ref_features, cfg["batch_size"], distance)
@@ -247,13 +252,7 @@ def unlearning_reference_config(cfg: dict, kind: str, methods: dict) -> dict:
 
 def ensure_unlearning_reference(cfg: dict, kind: str, methods: dict) -> Path:
     """The folder of a finished unlearning reference for `cfg`, training it first if needed."""
-    ref_cfg = unlearning_reference_config(cfg, kind, methods)
-    folder = records.run_folder(ref_cfg)
-    if not records.is_done(folder):
-        print(f"unlearning reference {kind}: training into {folder}", flush=True)
-        train_locked(ref_cfg, methods, refs=None)
-    records.check_same_config(folder, ref_cfg)
-    return folder
+    return finished_reference(unlearning_reference_config(cfg, kind, methods), methods, f"unlearning reference {kind}")
 
 
 STUDY_KEYS = ("description", "benchmarks", "seeds", "settings", "methods")

@@ -179,10 +179,6 @@ class StoredDelta:
         size = self.values.numel() * self.values.element_size()
         return size + (0 if self.indices is None else self.indices.numel() * self.indices.element_size())
 
-    def to(self, device) -> StoredDelta:
-        return StoredDelta(self.shape, self.values.to(device),
-                           None if self.indices is None else self.indices.to(device))
-
 
 def prune_by_magnitude(delta: torch.Tensor, ratio: float) -> torch.Tensor:
     """Zero the `ratio` share of the non-zero entries with the smallest magnitude (ties at the cut are kept)."""
