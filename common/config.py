@@ -62,6 +62,10 @@ ENGINE_KEYS: dict[str, tuple[object, type, str]] = {
     "tf32": (False, bool, "speed switch (CUDA): TF32 matmuls and convolutions"),
     "amp_bf16": (False, bool, "speed switch: bf16 autocast around the backbone only (HAT embeddings, gates, "
                               "compensation and heads stay fp32)"),
+    "compile": (False, bool, "speed switch: torch.compile the backbone's forward (HAT embeddings, gates, "
+                             "compensation and heads stay outside)"),
+    "compile_backend": ("inductor", str, "torch.compile backend for compile=true (inductor; aot_eager to check "
+                                         "the tracing without code generation)"),
 }
 
 # The reference learners behind FWT (independent) and FR (joint, random); ordinary runs, cached per reference key.

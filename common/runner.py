@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import types
 from pathlib import Path
 
 import torch
@@ -36,19 +37,30 @@ def set_threads(cfg: dict) -> None:
 
 def apply_speed_switches(algo, cfg: dict) -> None:
     """Optional speed switches, off by default (`spec/anchors.md` §2.3). TF32 for CUDA matmuls and convolutions;
-    bf16 autocast wraps the backbone's forward only: task embeddings and gates are computed outside it, and the
-    masks, the embedding-gradient compensation and the heads stay fp32."""
+    `compile` runs the backbone's forward through `torch.compile`; bf16 autocast wraps the backbone's forward only.
+    Task embeddings and gates are computed outside the backbone's forward, and the masks, the embedding-gradient
+    compensation and the heads stay fp32 and uncompiled.
+
+    The new forward is bound to the backbone as a method, so a deep copy (LwF teachers, Independent's per-task
+    networks, CLPU's temporary networks) runs on its own weights, not on the live backbone's."""
     torch.backends.cuda.matmul.allow_tf32 = cfg["tf32"]
     torch.backends.cudnn.allow_tf32 = cfg["tf32"]
+    if not (cfg["compile"] or cfg["amp_bf16"]):
+        return
+    forward = type(algo.backbone).forward
+    if cfg["compile"]:
+        forward = torch.compile(forward, backend=cfg["compile_backend"])
     if cfg["amp_bf16"]:
-        device_type = "cuda" if cfg["device"].startswith("cuda") else "cpu"
-        forward = algo.backbone.forward
+        forward = _bf16_autocast(forward, "cuda" if cfg["device"].startswith("cuda") else "cpu")
+    algo.backbone.forward = types.MethodType(forward, algo.backbone)
 
-        def autocast_forward(*args, **kwargs):
-            with torch.autocast(device_type, dtype=torch.bfloat16):
-                return forward(*args, **kwargs).float()
 
-        algo.backbone.forward = autocast_forward
+def _bf16_autocast(forward, device_type: str):
+    def autocast_forward(module, *args, **kwargs):
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            return forward(module, *args, **kwargs).float()
+
+    return autocast_forward
 
 
 def train_and_record(cfg: dict, methods: dict, refs: dict | None = None, echo: bool = True) -> Path:

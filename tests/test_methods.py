@@ -397,3 +397,32 @@ def test_bf16_autocast_switch_keeps_hat_machinery_fp32(method, tmp_path):
     for e in getattr(algo.backbone, "embeddings", []):
         assert e.dtype == torch.float32 and e.grad.dtype == torch.float32
     assert all(p.dtype == torch.float32 for p in algo.heads.parameters())
+
+
+@pytest.mark.parametrize("method", ["hat", "independent"])
+def test_compile_switch_trains_like_eager(method, tmp_path):
+    """compile=true (aot_eager: dynamo and AOTAutograd without code generation) gives the eager run's accuracies."""
+    from fg_adahat import METHODS as ALL
+    acc = {}
+    for compile_ in ("false", "true"):
+        cfg = config.resolve({"method": method, "benchmark": "synthetic", "out_dir": str(tmp_path / compile_),
+                              "num_tasks": "2", "epochs": "1", "references": "none", "compile": compile_,
+                              "compile_backend": "aot_eager"}, ALL)
+        acc[compile_] = records.read_record(runner.run(cfg, ALL))["acc"]
+    assert acc["true"] == acc["false"]
+
+
+@pytest.mark.parametrize("switch", ["amp_bf16", "compile"])
+def test_speed_switches_follow_deep_copies(switch, tmp_path):
+    """A deep copy of a switched backbone (LwF teacher, Independent's per-task network) runs on its own weights."""
+    cfg = make_cfg("finetuning", tmp_path, **{switch: "true", "compile_backend": "aot_eager"})
+    algo = METHODS["finetuning"](cfg, [4, 4], (1, 28, 28))
+    runner.apply_speed_switches(algo, cfg)
+    x = torch.randn(8, 1, 28, 28)
+    before = algo.backbone(x)
+    copy_ = copy.deepcopy(algo.backbone)
+    with torch.no_grad():
+        for p in copy_.parameters():
+            p.add_(1.0)
+    assert torch.equal(algo.backbone(x), before)
+    assert not torch.allclose(copy_(x), before)
