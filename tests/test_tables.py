@@ -144,3 +144,10 @@ def test_benchmark_outside_the_study_shows_missing_cells(tmp_path):
     out = run_tables(tmp_path, "--study", "ablation", "--benchmarks", "pmnist,scifar100", "--seeds", "1")
     rows = md_rows(out / "table1.md")
     assert rows["adahat"][4] == "—" and rows["case1_no_linear"][4] == "—"  # rows: the study entries
+
+
+def test_methods_option_keeps_only_the_named_rows(tmp_path):
+    out = run_tables(tmp_path, "--benchmarks", "pmnist", "--seeds", "1-2", "--methods", "hat,finetuning")
+    rows = md_rows(out / "table1.md")
+    assert list(rows) == ["Finetuning", "HAT"]  # the paper's row order, not the option's
+    assert rows["HAT"] == md_rows(EXPECTED / "table1.md")["HAT"]
