@@ -151,3 +151,11 @@ def test_methods_option_keeps_only_the_named_rows(tmp_path):
     rows = md_rows(out / "table1.md")
     assert list(rows) == ["Finetuning", "HAT"]  # the paper's row order, not the option's
     assert rows["HAT"] == md_rows(EXPECTED / "table1.md")["HAT"]
+
+
+def test_study_entries_are_compared_with_their_methods_published_row():
+    entries = {"icu_alpha6e-7": {"method": "fgadahat_icu", "alpha": 6e-7}, "adahat_current": {"method": "adahat"}}
+    assert make_tables.row_plan("fg_semantics", entries) == {"icu_alpha6e-7": ("icu_alpha6e-7", "fgadahat_icu"),
+                                                             "adahat_current": ("adahat_current", "adahat")}
+    ablation = {"fgadahat_icu": {}, "case1_no_linear": {"method": "fgadahat_icu"}}
+    assert make_tables.row_plan("ablation", ablation)["case1_no_linear"][1] == ""  # no published counterpart
