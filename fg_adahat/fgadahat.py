@@ -55,17 +55,18 @@ class FGAdaHAT(AdaHAT):
             self.fg_importance = [(iw * pw, ib * pb) for (iw, ib), (pw, pb) in zip(self.fg_importance, self.protected)]
 
     def importance_scale(self, layer_sparsity, task_id: int) -> list[float]:
-        """c^t_l per layer."""
+        """c^t_l per layer from the network sparsities R_l."""
         scale = [float(R) + self.cfg["base_sparsity_reg"] for R in layer_sparsity]
         if self.cfg["importance_scheduler"] == "linear_sparsity_reg":
             scale = [(task_id + self.cfg["base_linear"]) * c for c in scale]
         return scale
 
     def adjustment_rates(self, masks, layer_sparsity, step):
-        """FG-AdaHAT's rate (§4.1): a = alpha / (c^t_l I + alpha)."""
+        """FG-AdaHAT's rate (§4.1): a = alpha / (c^t_l I + alpha); R_l as AdaHAT's `semantics` defines it."""
         alpha = self.cfg["alpha"]
+        scale = self.importance_scale(self.network_sparsity(masks, layer_sparsity), step.task_id)
         return [(rate(alpha, c * imp_w + alpha), rate(alpha, c * imp_b + alpha))
-                for (imp_w, imp_b), c in zip(self.fg_importance, self.importance_scale(layer_sparsity, step.task_id))]
+                for (imp_w, imp_b), c in zip(self.fg_importance, scale)]
 
     # ----- importance -----------------------------------------------------------------------------------------------
     def after_step(self, x, y, step, masks, activations, layer_sparsity) -> None:

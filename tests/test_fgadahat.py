@@ -543,6 +543,17 @@ def test_rate_sparsity_reg_by_hand(tmp_path):
     assert b3[7].item() == pytest.approx(1.5 / (0.1 * 5 + 1.5), rel=1e-5)  # 0.75
 
 
+def test_rate_with_the_2024_network_sparsity_by_hand(tmp_path):
+    _, _, algo = build("fgadahat_ig", tmp_path, semantics="paper2024")
+    (w1, _), (w2, _), (_, b3) = constructed_task_2(algo)
+    # R_l = (free term + reuse term 1 - sum(m M)/sum(M)) / 2: layer 1: (0.25 + (1 - 20/20)) / 2 = 0.125;
+    # layer 2: 5 <= 10 used units -> reuse term 1 -> (0.2 + 1) / 2 = 0.6; layer 3: (0 + (1 - 32/64)) / 2 = 0.25
+    # c_l = 7 (R_l + 0.1) = 1.575, 4.9, 2.45
+    assert torch.allclose(w1[3], torch.full((784,), 1.5 / (1.575 * 2 + 1.5)), rtol=1e-5, atol=0)  # 0.3225806
+    assert w2[0, 3].item() == pytest.approx(1.5 / (4.9 * 2 + 1.5), rel=1e-5)  # 0.1327434
+    assert b3[7].item() == pytest.approx(1.5 / (2.45 * 5 + 1.5), rel=1e-5)  # 0.1090909
+
+
 def test_rate_max_aggregation_by_hand(tmp_path):
     _, _, algo = build("fgadahat_ig", tmp_path, aggregation="max")
     (w1, _), (w2, b2), _ = constructed_task_2(algo)
