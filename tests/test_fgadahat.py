@@ -701,3 +701,31 @@ def test_study_entries_resolve_to_the_published_settings():
     assert (case1["method"], case1["importance"], case1["importance_scheduler"], case1["run_name"]) == (
         "fgadahat_icu", "icu", "sparsity_reg", "case1_no_linear")
     assert (case2["importance_scheduler"], case2["base_linear"], case2["alpha"]) == ("linear_sparsity_reg", 0.0, 1.5e-7)
+
+
+# ----- importance report ------------------------------------------------------------------------------------------------
+def test_importance_report_lines_by_hand(tmp_path):
+    from fg_adahat.importance_report import layer_lines
+
+    _, _, algo = build("fgadahat_icu", tmp_path)
+    algo.importance_sum = [torch.full((256,), 0.01), torch.full((100,), 0.02), torch.full((64,), 0.3)]
+    algo.importance_sum[0][:10] = 0.5
+    algo.cumulative = [torch.zeros(256), torch.zeros(100), torch.ones(64)]
+    algo.cumulative[0][:10] = 1
+    lines = layer_lines(algo, 2)
+    assert lines[0] == "  layer 1: 10/256 units used by earlier tasks, median I used 0.5, free 0.01"
+    assert lines[1] == "  layer 2: 0/100 units used by earlier tasks, median I used nan, free 0.02"
+    assert lines[2] == "  layer 3: 64/64 units used by earlier tasks, median I used 0.3, free nan"
+    # (t + b_L) b_R = 7 * 0.1 = 0.7; 1.5e-7 / (0.7 * 0.01 + 1.5e-7) = 2.1428e-05
+    assert lines[3] == "  largest rate of a median free unit of layer 1: 2.14e-05"
+
+
+def test_importance_report_trains_every_task(tmp_path):
+    from fg_adahat.importance_report import report
+
+    cfg = make_cfg("fgadahat_ig", tmp_path, num_tasks=2)
+    printed = []
+    accuracies = report(cfg, printed.append)
+    assert len(accuracies) == 2 and all(0 <= a <= 1 for a in accuracies)
+    assert printed[1] == "task 2, start:" and printed[2].startswith("  layer 1: ")
+    assert sum(line.startswith("  layer ") for line in printed) == 3
