@@ -159,3 +159,12 @@ def test_study_entries_are_compared_with_their_methods_published_row():
                                                              "adahat_current": ("adahat_current", "adahat")}
     ablation = {"fgadahat_icu": {}, "case1_no_linear": {"method": "fgadahat_icu"}}
     assert make_tables.row_plan("ablation", ablation)["case1_no_linear"][1] == ""  # no published counterpart
+
+
+def test_reference_library_comparison_row_by_hand():
+    from scripts.clarena_check.compare import row
+
+    acc = [[0.9], [0.8, 0.7]]
+    refs = {"joint": [[1.0, 1.0]], "independent": [[0.95], [0.9, 0.85]], "random": [[0.1, 0.1]]}
+    # AA (0.8 + 0.7) / 2; FR (0.7/0.9 + 0.6/0.9) / (N - 1) - 1 = 0.4444; BWT 0.8 - 0.9; FWT 0.7 - 0.85
+    assert row("x", acc, refs) == "| x | 75.00 | 44.44 | -10.00 | -15.00 | 90.0 → 70.0 |"
