@@ -13,19 +13,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import config as config_lib
 from common import records
 from common.metrics import all_metrics, diagonal
-from common.runner import apply_study, finished_references
+from common.runner import finished_references
+from common.tables import resolve_entry
 from fg_adahat import METHODS
 
 SHOWN = ("aa", "fr", "bwt", "fwt")
-
-
-def our_config(method: str, seed: int, study: str) -> dict:
-    cli, layer = apply_study(Path(__file__).resolve().parents[2] / "fg_adahat",
-                             {"study": study, "method": method, "benchmark": "pmnist", "seed": str(seed)})
-    return config_lib.resolve(cli, METHODS, layer)
+FG_ADAHAT = Path(__file__).resolve().parents[2] / "fg_adahat"
 
 
 def row(label: str, acc: list[list[float]], refs: dict) -> str:
@@ -42,7 +37,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--study", default="main")
     args = parser.parse_args(argv)
-    cfg = our_config(args.method, args.seed, args.study)
+    cfg = resolve_entry(FG_ADAHAT, args.study, args.method, "pmnist", args.seed, METHODS)
     refs = finished_references(cfg, METHODS)
     folder = records.run_folder(cfg)
     if refs is None or not records.is_done(folder):
