@@ -1,5 +1,5 @@
-"""The AdaHAT ablations (`spec/algorithms.md` §3.4): importance without the summative mask, rate without the
-network-sparsity term."""
+"""The AdaHAT ablations (AdaHAT Sec. 4.3; `docs/adahat.md#ablations`): importance without the summative mask,
+rate without the network-sparsity term."""
 
 from __future__ import annotations
 

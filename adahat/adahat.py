@@ -1,4 +1,4 @@
-"""AdaHAT: adaptive hard attention to the task (Wang et al., ECML-PKDD 2024; `spec/algorithms.md` §3).
+"""AdaHAT: adaptive hard attention to the task (ECML-PKDD 2024; Eqs. (7)-(9), `docs/adahat.md`).
 
 HAT's hard clipping is replaced by a soft rate from parameter importance (how many earlier tasks used the
 parameter's units, the summative mask S) and the layer's network sparsity R_l:
@@ -39,7 +39,7 @@ class AdaHAT(HAT):
         self.importance = parameter_wise(self.summative, self.layers, "min")  # min(S_i, S_j), once per task
 
     def network_sparsity(self, masks, layer_sparsity) -> list[torch.Tensor]:
-        """R_l of this step (§3.2; the 2024 two-term average with `semantics: paper2024`, §3.9)."""
+        """R_l of this step (`docs/adahat.md#network-sparsity`; 2024 two-term average: `semantics: paper2024`)."""
         if self.cfg["semantics"] == "current":
             return layer_sparsity
         out = []

@@ -1,4 +1,4 @@
-"""The HAT variants of the AdaHAT study (`spec/algorithms.md` §2.5): the same masks and regulariser as HAT, with
+"""The HAT variants of the AdaHAT study (AdaHAT Sec. 4.1; `docs/adahat.md`): HAT's masks and regulariser, with
 the gradients of HAT-protected parameters (P = min(M_i, M_j) = 1) multiplied by U(0,1), a constant alpha, or 1."""
 
 from __future__ import annotations

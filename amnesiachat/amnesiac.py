@@ -1,4 +1,4 @@
-"""Unlearning by update deletion: the Amnesiac baselines and Independent unlearning (`spec/algorithms.md` §5.2, §6).
+"""Unlearning by update deletion: the Amnesiac baselines and Independent unlearning (`docs/baselines.md`).
 
 `TaskUpdates` is a mixin placed before a continual-learning method in the bases: it records every task's parameter
 update Delta theta^(t) = theta_end - theta_start (backbone and heads, every state-dict entry) and unlearns task u by
@@ -146,7 +146,7 @@ class AmnesiacEWC(TaskUpdates, EWC):
 
 
 class UnlearnableIndependent(Independent):
-    """Independent with unlearning (`spec/algorithms.md` §6): unlearning u resets its network to theta^(0),
+    """Independent with unlearning (`docs/baselines.md#independent`): unlearning u resets its network to theta^(0),
     re-initialises its head and leaves it out of the averaged features. Registered as `independent` in this folder."""
 
     name = "independent"  # so that amnesiachat/configs/independent.yaml applies

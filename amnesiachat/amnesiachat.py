@@ -1,6 +1,6 @@
-"""AmnesiacHAT: continual learning with HAT / AdaHAT protection that can also unlearn a task (`spec/algorithms.md` §5).
+"""AmnesiacHAT: continual learning with HAT / AdaHAT protection that can also unlearn a task (`docs/amnesiachat.md`).
 
-Training (§5.4): the AdaHAT (or HAT) step, plus
+Training (`docs/amnesiachat.md#training-with-backups-and-replay`): the AdaHAT (or HAT) step, plus
 * DER++ replay: buffer samples of earlier tasks, forwarded with their own task's stored binary mask and head,
   lambda * MSE(logits, stored logits) + beta * CE (the same samples for both terms);
 * one backup network per unlearnable earlier task b, a plain copy of the weighted layers initialised as "the network
@@ -8,10 +8,11 @@ Training (§5.4): the AdaHAT (or HAT) step, plus
   through the shared main weights); their mean cross-entropy is added to the loss with weight 1.
 The gradient adjustment acts on the main weighted layers only.
 
-Task end (§5.5): HAT bookkeeping, the task's update Delta theta^(t) recorded, the cumulative mask rebuilt as the union
+Task end: HAT bookkeeping, the task's update Delta theta^(t) recorded, the cumulative mask rebuilt as the union
 of the stored masks of the tasks not unlearned, every backup saved under (b, t).
 
-Unlearning u (§5.6): delete Delta theta^(u); purge u from the buffer; backup compensation (the weights between two
+Unlearning u (`docs/amnesiachat.md#unlearning-a-task`): delete Delta theta^(u); purge u from the buffer; backup
+compensation (the weights between two
 units shared by u and a later task tau take the values of backup (u, tau)); replay repair (steps of DER++ on the
 affected tasks' buffer samples, moving only weights between units of u that the replayed tasks also use).
 """
@@ -70,7 +71,7 @@ class AmnesiacHAT(TaskUpdates, AdaHAT):
         super().begin_task(task)  # snapshot, fresh embeddings, then the optimizer over main and backup weights
 
     def new_backup(self, b: int) -> nn.Module:
-        """A plain copy of the weighted layers of the network without task b (§5.3): `delete` = the current
+        """A plain copy of the weighted layers of the network without task b (`backup_init`): `delete` = the current
         parameters minus b's own update; `before` = the parameters just before b was trained (minus the updates of
         tasks unlearned since)."""
         backup = make_backup(self.backbone)
@@ -89,7 +90,7 @@ class AmnesiacHAT(TaskUpdates, AdaHAT):
         return super().adjustment_rates(masks, layer_sparsity, step)
 
     def extra_loss(self, x, y, step, masks, logits):
-        """Mean backup cross-entropy (§5.4) plus the DER++ replay terms."""
+        """Mean backup cross-entropy plus the DER++ replay terms."""
         self.current_logits = logits.detach()
         loss = logits.new_zeros(())
         if len(self.backups):
@@ -110,7 +111,7 @@ class AmnesiacHAT(TaskUpdates, AdaHAT):
 
     def replay_term(self, batch: ReplayBatch) -> torch.Tensor:
         """lambda * MSE(logits, stored logits) + beta * CE(logits, labels) on the same samples, each forwarded with
-        its own task's stored mask and head (trap 25)."""
+        its own task's stored mask and head (the same samples for both terms)."""
         mse, ce = replay_losses(replay_logits(self.task_forward, batch.x, batch.task_ids), batch)
         return self.cfg["der_alpha"] * mse + self.cfg["der_beta"] * ce
 
@@ -133,7 +134,7 @@ class AmnesiacHAT(TaskUpdates, AdaHAT):
 
     @torch.no_grad()
     def rebuild_masks(self) -> None:
-        """M^{<t} = union of the stored masks of the tasks not unlearned (§5.5: the only place where an unlearned
+        """M^{<t} = union of the stored masks of the tasks not unlearned (the only place where an unlearned
         task's units become free); with `recycle_summative`, AdaHAT's summative mask likewise."""
         kept = [m for t, m in self.task_masks.items() if t not in self.unlearned]
         self.cumulative = union(kept) if kept else [torch.zeros_like(c) for c in self.cumulative]
@@ -143,7 +144,7 @@ class AmnesiacHAT(TaskUpdates, AdaHAT):
 
     # ----- unlearning --------------------------------------------------------------------------------------------------
     def unlearn(self, task_ids: list[int]) -> None:
-        """Delete updates, purge the buffer, compensate from backups, repair by replay (§5.6)."""
+        """Delete updates, purge the buffer, compensate from backups, repair by replay (docs/amnesiachat.md)."""
         with torch.no_grad():
             for u in task_ids:
                 self.updates.subtract(u)

@@ -1,5 +1,5 @@
 """Backup backbones of AmnesiacHAT: creation, initialisation, mask-routed forward and compensation
-(`spec/algorithms.md` §5.3, §5.4, §5.6 step 3, traps 20-21).
+(`docs/amnesiachat.md#training-with-backups-and-replay`, `#backup-compensation`).
 
 A backup is a plain (unmasked) copy of the masked backbone's weighted layers and projection shortcuts:
 
@@ -35,7 +35,7 @@ class Backup(nn.Module):
         self.main_keys = dict(main_keys)
 
 
-# ----- creation and initialisation (§5.3) ---------------------------------------------------------------------------
+# ----- creation and initialisation (backup_init) --------------------------------------------------------------------
 def _fresh_like(layer: nn.Module) -> nn.Module:
     """A newly initialised layer (PyTorch default init) of the same kind, shape, device and dtype."""
     factory = {"device": layer.weight.device, "dtype": layer.weight.dtype}
@@ -66,7 +66,7 @@ def backup_key_map(main: MaskedBackbone) -> dict[str, str]:
 
 
 def make_backup(main: MaskedBackbone) -> Backup:
-    """A fresh plain backbone with the weighted-layer and shortcut shapes of `main` (§5.3; BN not supported)."""
+    """A fresh plain backbone with the weighted-layer and shortcut shapes of `main` (BN not supported)."""
     if main.bn_mode != "none":
         raise NotImplementedError(f"backup backbones support only hat_batch_norm='none', got {main.bn_mode!r}")
     layers = [_fresh_like(layer) for layer in main.weighted_layers]
@@ -93,11 +93,11 @@ def load_weights(backup: Backup, tensors: dict[str, torch.Tensor]) -> list[str]:
 
 
 def save_state(backup: Backup) -> dict[str, torch.Tensor]:
-    """The `backup_state` kept at task end (§5.5 step 4): a detached copy of every backup state-dict entry."""
+    """The `backup_state` kept at task end (docs/amnesiachat.md#task-end): a detached copy of every entry."""
     return {k: v.detach().clone() for k, v in backup.state_dict().items()}
 
 
-# ----- routed forward (§5.4) ----------------------------------------------------------------------------------------
+# ----- routed forward -----------------------------------------------------------------------------------------------
 def _route(mb: torch.Tensor, backup_out: torch.Tensor, main_out: torch.Tensor) -> torch.Tensor:
     """m^b * backup output + (1 - m^b) * main output, unit-wise (channels for conv outputs)."""
     return _mask(backup_out, mb) + _mask(main_out, 1 - mb)
@@ -131,7 +131,7 @@ def _routed_resnet(main, backup, x, mb, mt) -> torch.Tensor:
 
 def routed_forward(main: MaskedBackbone, backup: Backup, x: torch.Tensor, backup_masks: list[torch.Tensor],
                    current_masks: list[torch.Tensor]) -> torch.Tensor:
-    """Features of backup b's parallel path (§5.4): per weighted layer
+    """Features of backup b's parallel path (docs/amnesiachat.md#training-with-backups-and-replay):
     z_l = m^b_l * Backup_l(x_{l-1}) + (1 - m^b_l) * Main_l(x_{l-1}),  x_l = ReLU(m^t_l * z_l).
 
     `backup_masks` = task b's stored binary masks, `current_masks` = the current soft masks (their gradient to the
@@ -145,7 +145,7 @@ def routed_forward(main: MaskedBackbone, backup: Backup, x: torch.Tensor, backup
     return _routed_mlp(main, backup, x, backup_masks, current_masks)
 
 
-# ----- compensation (§5.6 step 3) -----------------------------------------------------------------------------------
+# ----- compensation -------------------------------------------------------------------------------------------------
 def overlap(masks_a: list[torch.Tensor], masks_b: list[torch.Tensor]) -> list[torch.Tensor]:
     """O_l = m^a_l AND m^b_l for binary unit masks, as float 0/1 tensors."""
     return [((a > 0) & (b > 0)).float() for a, b in zip(masks_a, masks_b)]
@@ -162,7 +162,7 @@ def compensation_selector(overlap_units: list[torch.Tensor], layers: list[nn.Mod
 def compensate(main: MaskedBackbone, backup_state: dict[str, torch.Tensor],
                overlap_units: list[torch.Tensor]) -> int:
     """Copy the saved backup weights and biases into main's weighted layers where the min-aggregated overlap
-    selects them (§5.6 step 3); shortcuts, BN, embeddings and heads are untouched.
+    selects them (docs/amnesiachat.md#backup-compensation); shortcuts, BN, embeddings and heads are untouched.
 
     `backup_state`: a `save_state` result, keyed 'layers.{l}.weight' / 'layers.{l}.bias' (l = index in
     `main.weighted_layers`) and 'shortcuts.{k}.weight'. Returns the number of parameter entries overwritten.

@@ -1,5 +1,5 @@
 """CLPU-DER++: temporary tasks on their own backbones, merged into the main one by replay when they become permanent
-(`spec/algorithms.md` §6 "CLPU-DER++", §5.1 for the unlearning state)."""
+(`docs/baselines.md#clpu-der`, `docs/amnesiachat.md#unlearning-protocol`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""DER and DER++: dark experience replay of stored logits (`spec/algorithms.md` §6 "DER", §5.4 "Replay buffer",
-trap 25)."""
+"""DER and DER++: dark experience replay of stored logits (DER Eq. 5;
+`docs/baselines.md#dark-experience-replay-der-der`)."""
 
 from __future__ import annotations
 

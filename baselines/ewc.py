@@ -1,4 +1,4 @@
-"""EWC: elastic weight consolidation with one Fisher matrix and one snapshot per task (`spec/algorithms.md` §6)."""
+"""EWC: elastic weight consolidation, one Fisher matrix and snapshot per task (EWC Eq. 3; docs/baselines.md#ewc)."""
 
 import torch
 import torch.nn.functional as F

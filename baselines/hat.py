@@ -1,4 +1,4 @@
-"""HAT: hard attention to the task (Serrà et al., 2018) as run by the reference code (`spec/algorithms.md` §2).
+"""HAT: hard attention to the task (Serrà et al., ICML 2018) as run by the reference code (`docs/hat.md`).
 
 Settings as published: s_max 400, embedding-gradient clamp 50, mask sparsity factor c 0.1 ('original' mode),
 embeddings N(0, 1), Adam 1e-3 at a constant learning rate, fresh per task, no batch norm in the masked network.
@@ -15,8 +15,8 @@ from common.hat import (anneal_scale, build_masked_backbone, compensate_embeddin
 
 
 class HAT(Algorithm):
-    """Training step (order as in the reference code, §2.9):
-    masks m = sigmoid(s_b e); loss = CE + c R(m, M^{<t}); backward; gradient adjustment (Eq. §2.5, `adjustment_rates`);
+    """Training step (order as in the reference code, `docs/hat.md#training-step`):
+    masks m = sigmoid(s_b e); loss = CE + c R(m, M^{<t}); backward; gradient adjustment (HAT Eq. 2, `adjustment_rates`);
     embedding-gradient compensation; Adam step; `after_step` (a hook for FG-AdaHAT).
     Testing uses the task's stored binary mask 1[e > 0]; validation the soft mask sigmoid(s_max e).
     """
@@ -53,7 +53,7 @@ class HAT(Algorithm):
         self.hat_rates = [(1 - pw, 1 - pb) for pw, pb in self.protected]
 
     def adjustment_rates(self, masks, layer_sparsity, step) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """HAT (§2.5): a = 1 - min(M^{<t}_i, M^{<t}_j) for weights, 1 - M^{<t}_i for biases."""
+        """HAT Eq. 2: a = 1 - min(M^{<t}_i, M^{<t}_j) for weights, 1 - M^{<t}_i for biases."""
         return self.hat_rates
 
     # ----- the step -----------------------------------------------------------------------------------------------
@@ -89,7 +89,8 @@ class HAT(Algorithm):
 
     def apply_rates(self, rates) -> torch.Tensor:
         """Multiply weight and bias gradients of the weighted layers by their rates; return the network capacity
-        (mean rate over weights and biases, bias entries counted even for bias-free convs, §2.13)."""
+        (mean rate over weights and biases, bias entries counted even for bias-free convs;
+        docs/metrics.md#network-capacity)."""
         total = 0
         for layer, (rate_w, rate_b) in zip(self.layers, rates):
             layer.weight.grad.mul_(rate_w)

@@ -1,4 +1,4 @@
-"""LwF: learning without forgetting, with one teacher per earlier task (`spec/algorithms.md` §6)."""
+"""LwF: learning without forgetting, with one teacher per earlier task (LwF Eqs. 1-3; `docs/baselines.md#lwf`)."""
 
 import torch
 import torch.nn.functional as F

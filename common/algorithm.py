@@ -36,7 +36,7 @@ class Algorithm(nn.Module):
     Class attributes a method sets:
     * `hparams`: its own config keys with their published defaults (merged with every parent's);
     * `plateau_scheduler`: whether the reference code stepped ReduceLROnPlateau for it (automatic optimisation in
-      Lightning) — HAT-family methods and EWC ran at a constant learning rate (`spec/algorithms.md` §1.3).
+      Lightning) — HAT-family methods and EWC ran at a constant learning rate (`docs/fidelity.md#plateau_scheduler`).
     """
 
     hparams: dict = {}

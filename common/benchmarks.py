@@ -1,4 +1,4 @@
-"""Continual-learning benchmarks built from the raw sources (`spec/experiments.md` §1).
+"""Continual-learning benchmarks built from the raw sources (`docs/benchmarks.md`).
 
 A benchmark is a list of `Task`s. Each task keeps uint8 images on the run's device and a per-batch `transform`
 (uint8 -> float, optional pixel permutation, normalisation with the original dataset's statistics). Training
@@ -143,8 +143,9 @@ def make_task_own_val(task_id: int, name: str, raw: RawData) -> Task:
 
 
 def combined(benchmark: str, num_tasks: int, data_dir: str) -> list[Task]:
-    """One whole dataset per task, in the published order (`common.data.COMBINED`, spec/experiments.md §1.3,
-    §1.4), every image in the benchmark's shape; the task's classes are the dataset's. `num_tasks` below the full
+    """One whole dataset per task, in the published order (`common.data.COMBINED`,
+    docs/benchmarks.md#combined20), every image in the benchmark's shape; the task's classes are the dataset's.
+    `num_tasks` below the full
     count takes the first tasks. Validation: the dataset's own part where it has one, else 90/10 (seed 42)."""
     shape, members = COMBINED[benchmark]
     if not 1 <= num_tasks <= len(members):

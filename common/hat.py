@@ -1,4 +1,4 @@
-"""HAT machinery shared by HAT, AdaHAT, FG-AdaHAT and AmnesiacHAT (`spec/algorithms.md` §1-§2).
+"""HAT machinery shared by HAT, AdaHAT, FG-AdaHAT and AmnesiacHAT (`docs/hat.md`).
 
 * masked backbones (`MaskedMLP`, `MaskedResNet18`): one task embedding per weighted layer, re-drawn N(0,1) at every
   task start; unit i of layer l outputs m_{l,i} * (W_l x + b_l)_i (after optional BN, before ReLU); ResNet blocks
@@ -90,7 +90,7 @@ def rate(numerator: float, denominator: torch.Tensor) -> torch.Tensor:
 # ----- embedding gradient compensation -------------------------------------------------------------------------------
 @torch.no_grad()
 def compensate_embedding_grads(embeddings, s: float, s_max: float, clamp: float) -> None:
-    """g_e <- g_e * (s_max / s) * (cosh(clip(s e, -clamp, clamp)) + 1) / (cosh(e) + 1)   (HAT §2.6, in place)."""
+    """g_e <- g_e * (s_max / s) * (cosh(clip(s e, -clamp, clamp)) + 1) / (cosh(e) + 1)   (HAT Sec. 2.5, in place)."""
     for e in embeddings:
         if e.grad is not None:
             num = torch.cosh(torch.clamp(s * e, -clamp, clamp)) + 1
@@ -101,7 +101,8 @@ def compensate_embedding_grads(embeddings, s: float, s_max: float, clamp: float)
 class MaskedBackbone(nn.Module):
     """Shared parts: embeddings, gates, batch-norm modes. Subclasses define `weighted_layers` and `forward`.
 
-    Batch norm modes (`spec/algorithms.md` §2.11): 'none' (published), 'shared' (one BN for all tasks, unprotected),
+    Batch norm modes (`docs/hat.md#batch-norm-in-masked-networks`): 'none' (published), 'shared' (one BN for all
+    tasks, unprotected),
     'independent' (working BN reset at every task start, stored per task at its end, used to test that task).
     """
 
@@ -177,7 +178,7 @@ class MaskedMLP(MaskedBackbone):
 
 class MaskedResNet18(MaskedBackbone):
     """ResNet-18 of `common.nets` with a HAT mask on the output channels of every conv except the 1x1 shortcuts.
-    Weighted layers in forward order: stem conv, then conv1, conv2 of each block (`spec/algorithms.md` §1.1)."""
+    Weighted layers in forward order: stem conv, then conv1, conv2 of each block (`docs/hat.md#weighted-layers`)."""
 
     def __init__(self, in_channels: int = 3, bn_mode: str = "none"):
         super().__init__()

@@ -1,4 +1,4 @@
-"""Continual-learning metrics as pure functions (`spec/experiments.md` §3).
+"""Continual-learning metrics as pure functions (`docs/metrics.md`).
 
 `acc` is the accuracy matrix as a list of rows: row t-1 holds a_{t,1..t}, the test accuracies on tasks 1..t after
 training task t (fractions, per-sample). All metrics use the final row N = len(acc) and return fractions; tables

@@ -1,4 +1,4 @@
-"""Plain backbones and heads (`spec/experiments.md` §2.1, `spec/algorithms.md` §7).
+"""Plain backbones and heads (`docs/benchmarks.md#backbones-and-heads`).
 
 * `MLP`: 784-256-100-64, each Linear followed by [BatchNorm1d] and ReLU (the 64-d output too).
 * `ResNet18`: ImageNet-style stem (7x7/2 conv, 3x3/2 max-pool) even on 32x32 inputs, four stages of two basic

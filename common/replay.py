@@ -1,5 +1,5 @@
 """Replay buffer of DER / DER++ / CLPU-DER++ and per-sample head routing of replayed examples
-(`spec/algorithms.md` §5.4 "Replay buffer", §6 "DER", trap 25).
+(`docs/baselines.md#replay-buffer`, `docs/baselines.md#dark-experience-replay-der-der`).
 
 `ReplayBuffer` keeps (input, label, logits at insertion time, task id) in preallocated tensors on the device of the
 first batch, filled by reservoir sampling over every example ever offered (the counter of seen examples keeps
@@ -34,7 +34,7 @@ class ReplayBatch(NamedTuple):
 
 
 class ReplayBuffer:
-    """Reservoir buffer of `capacity` examples (DER's `Buffer`, `spec/algorithms.md` §5.4).
+    """Reservoir buffer of `capacity` examples (DER's `Buffer`, `docs/baselines.md#replay-buffer`).
 
     Example number n (0-based, counted over every example ever offered) goes to slot n while n < capacity;
     afterwards j = uniform{0..n} is drawn and the example replaces slot j if j < capacity. A slot emptied by
@@ -177,7 +177,7 @@ def per_task_logits(inputs: torch.Tensor, task_ids: torch.Tensor,
 
 
 def replay_logits(model, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-    """Logits of every replayed example through its own task's head (trap 25).
+    """Logits of every replayed example through its own task's head (docs/baselines.md, DER).
 
     `model` is either a method with a shared `backbone` and per-task `heads` (one backbone forward over the whole
     batch, as the reference code does, so batch-norm statistics see the full replay batch; then one head call per

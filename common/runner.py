@@ -36,7 +36,7 @@ def set_threads(cfg: dict) -> None:
 
 
 def apply_speed_switches(algo, cfg: dict) -> None:
-    """Optional speed switches, off by default (`spec/anchors.md` §2.3). TF32 for CUDA matmuls and convolutions;
+    """Optional speed switches, off by default (`docs/fidelity.md#speed-switches`). TF32 for CUDA matmuls and convs;
     `compile` runs the backbone's forward through `torch.compile`; bf16 autocast wraps the backbone's forward only.
     Task embeddings and gates are computed outside the backbone's forward, and the masks, the embedding-gradient
     compensation and the heads stay fp32 and uncompiled.

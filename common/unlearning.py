@@ -1,5 +1,5 @@
 """Continual unlearning: the request schedule, the state handed to a method before each task, and the store of
-task-wise parameter updates (`spec/experiments.md` §5, `spec/algorithms.md` §5.1-§5.2).
+task-wise parameter updates (`docs/amnesiachat.md#unlearning-protocol`, `#task-updates`).
 
 Protocol, per task t: the method learns which tasks are unlearnable (age: t - tau < age), which are requested for
 unlearning right after t, and which just became permanent; it trains t; if t has requests, `unlearn(ids)` runs;
@@ -75,7 +75,7 @@ def parse_ages(text: str, num_tasks: int = 0) -> dict[int, int]:
 
 @dataclass
 class UnlearningState:
-    """What a method is told before training task `task_id` (`spec/algorithms.md` §5.1).
+    """What a method is told before training task `task_id` (`docs/amnesiachat.md#unlearning-protocol`).
 
     * `unlearnable`: tasks tau <= t with t - tau < age(tau). As in the reference pipeline this list is not reduced
       by earlier unlearning; `unlearned` says which of them are gone.

@@ -1,4 +1,4 @@
-"""Continual-unlearning metrics as pure functions (`spec/experiments.md` §3 "Continual-unlearning metrics", §5).
+"""Continual-unlearning metrics as pure functions (`docs/metrics.md#dd`, `#ag`).
 
 Tensors in, Python floats out; everything is computed in float64.
 

@@ -1,11 +1,11 @@
-"""FG-AdaHAT: AdaHAT with fine-grained neuron importance (`spec/algorithms.md` §4).
+"""FG-AdaHAT: AdaHAT with fine-grained neuron importance (`docs/fg_adahat.md`).
 
-The adjustment rate (§4.1) replaces AdaHAT's count-based importance by a learned one:
+The adjustment rate (FG-AdaHAT Eqs. 1-3) replaces AdaHAT's count-based importance by a learned one:
 
     a_{l,ij} = alpha / (c^t_l Agg(I^{<t}_{l,i}, I^{<t}_{l-1,j}) + alpha),    a_{l,i} = alpha / (c^t_l I^{<t}_{l,i} + alpha)
     c^t_l = (t + b_L)(R_l + b_R)   (`linear_sparsity_reg`, published)   or   R_l + b_R   (`sparsity_reg`, ablation case 1)
 
-Importance (§4.2): after every optimizer step a raw per-unit measure u_l (`fg_adahat/importance.py`) is min-max
+Importance (Eqs. 4-6): after every optimizer step a raw per-unit measure u_l (`fg_adahat/importance.py`) is min-max
 normalised within the layer, multiplied by the step's soft training mask, and averaged over the task's steps; the
 task end adds b_I and sums into I^{<t+1} (`add_all`: I^{<t} = sum_{tau<t} (t - tau) I^tau, published).
 """
@@ -43,7 +43,7 @@ class FGAdaHAT(AdaHAT):
         self.task_importances: list[list[torch.Tensor]] = []  # I^tau of every finished task
         self.measure = MEASURES[cfg["importance"]]
         if cfg["importance"] == "afi" and cfg["afi_semantics"] == "paper":
-            self.measure = input_contribution_utility  # the paper-time code computed ICU for AFI (§4.6)
+            self.measure = input_contribution_utility  # paper-time AFI = ICU (docs/fidelity.md#afi_semantics)
 
     # ----- adjustment ---------------------------------------------------------------------------------------------
     def begin_task(self, task) -> None:
@@ -62,7 +62,7 @@ class FGAdaHAT(AdaHAT):
         return scale
 
     def adjustment_rates(self, masks, layer_sparsity, step):
-        """FG-AdaHAT's rate (§4.1): a = alpha / (c^t_l I + alpha); R_l as AdaHAT's `semantics` defines it."""
+        """FG-AdaHAT's rate (Eq. 2): a = alpha / (c^t_l I + alpha); R_l as AdaHAT's `semantics` defines it."""
         alpha = self.cfg["alpha"]
         scale = self.importance_scale(self.network_sparsity(masks, layer_sparsity), step.task_id)
         return [(rate(alpha, c * imp_w + alpha), rate(alpha, c * imp_b + alpha))
@@ -70,7 +70,7 @@ class FGAdaHAT(AdaHAT):
 
     # ----- importance -----------------------------------------------------------------------------------------------
     def after_step(self, x, y, step, masks, activations, layer_sparsity) -> None:
-        """Accumulate this step's normalised, mask-weighted importance (§4.2)."""
+        """Accumulate this step's normalised, mask-weighted importance (Eqs. 5, 6)."""
         ctx = StepContext(self, x, y, masks, activations, step.task_id)
         raw = self.measure(ctx)
         with torch.no_grad():
@@ -89,7 +89,7 @@ class FGAdaHAT(AdaHAT):
         self.importance_sum = [total + added for total, added in zip(self.importance_sum, self.summed_update())]
 
     def summed_update(self) -> list[torch.Tensor]:
-        """What the task end adds to I^{<t} (§4.4)."""
+        """What the task end adds to I^{<t} (Eq. 4; docs/fg_adahat.md#task-importance-and-summing)."""
         k = len(self.task_importances)
         if self.cfg["importance_summing"] == "add_latest":
             return self.task_importances[-1]

@@ -1,4 +1,4 @@
-"""Neuron-importance measures of FG-AdaHAT (`spec/algorithms.md` §4.3).
+"""Neuron-importance measures of FG-AdaHAT (`docs/fg_adahat.md#the-nine-measures`).
 
 Each measure is one function `measure(ctx) -> [u_l]`: a raw, non-negative importance per unit of every weighted
 layer, computed after the optimizer step from that step's tensors (`StepContext`). Adding a measure is one function

@@ -1,5 +1,5 @@
 """Where FG-AdaHAT's plasticity goes: per task, how much of each layer earlier tasks occupy and how large the
-accumulated importance of used and free units is (`spec/algorithms.md` §4.1-§4.4).
+accumulated importance of used and free units is (`docs/fg_adahat.md`, rate to task importance).
 
     python -m fg_adahat.importance_report method=fgadahat_icu benchmark=pmnist num_tasks=6 [key=value ...]
     python -m fg_adahat.importance_report study=fg_semantics method=icu_alpha6e-7 num_tasks=6
