@@ -4,6 +4,7 @@ path and docs section the READMEs, docs/ and code cite exists, and nothing cites
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import unicodedata
 from pathlib import Path
@@ -15,7 +16,8 @@ from common.config import ENGINE_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-SKIP_DIRS = {".git", ".venv", "data", "runs", "runs_quick", "tests", "__pycache__", ".pytest_cache"}
+SKIP_DIRS = {".git", ".venv", "data", "runs", "runs_quick", "tests"}  # top-level folders that are not the product
+SKIP_ANYWHERE = {"__pycache__", ".pytest_cache", ".git"}
 # folders the code writes into that need not exist in a fresh clone
 GENERATED = ("results/quick", "runs", "runs_quick", "data")
 
@@ -24,12 +26,10 @@ GENERATED = ("results/quick", "runs", "runs_quick", "data")
 def repo_files(*suffixes: str) -> list[Path]:
     """Files of the repository with one of `suffixes`, outside tests/, data, run folders and the environment."""
     out = []
-    for path in ROOT.rglob("*"):
-        rel = path.relative_to(ROOT)
-        if rel.parts and rel.parts[0] in SKIP_DIRS or any(p in SKIP_DIRS for p in rel.parts):
-            continue
-        if path.is_file() and path.suffix in suffixes:
-            out.append(path)
+    for folder, dirs, names in os.walk(ROOT):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if d not in SKIP_ANYWHERE and not (here == ROOT and d in SKIP_DIRS)]
+        out += [here / name for name in names if Path(name).suffix in suffixes]
     return sorted(out)
 
 
