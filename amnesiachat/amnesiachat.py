@@ -12,9 +12,9 @@ Task end: HAT bookkeeping, the task's update Delta theta^(t) recorded, the cumul
 of the stored masks of the tasks not unlearned, every backup saved under (b, t).
 
 Unlearning u (`docs/amnesiachat.md#unlearning-a-task`): delete Delta theta^(u); purge u from the buffer; backup
-compensation (the weights between two
-units shared by u and a later task tau take the values of backup (u, tau)); replay repair (steps of DER++ on the
-affected tasks' buffer samples, moving only weights between units of u that the replayed tasks also use).
+compensation (the weights between two units shared by u and a later task tau take the values of backup (u, tau));
+replay repair (steps of DER++ on the affected tasks' buffer samples, moving only weights between units of u that
+the replayed tasks also use).
 """
 
 from __future__ import annotations

@@ -145,8 +145,8 @@ def make_task_own_val(task_id: int, name: str, raw: RawData) -> Task:
 def combined(benchmark: str, num_tasks: int, data_dir: str) -> list[Task]:
     """One whole dataset per task, in the published order (`common.data.COMBINED`,
     docs/benchmarks.md#combined20), every image in the benchmark's shape; the task's classes are the dataset's.
-    `num_tasks` below the full
-    count takes the first tasks. Validation: the dataset's own part where it has one, else 90/10 (seed 42)."""
+    `num_tasks` below the full count takes the first tasks. Validation: the dataset's own part where it has one,
+    else 90/10 (seed 42)."""
     shape, members = COMBINED[benchmark]
     if not 1 <= num_tasks <= len(members):
         raise ValueError(f"{benchmark} has {len(members)} tasks; num_tasks={num_tasks} is not 1..{len(members)}")

@@ -102,8 +102,8 @@ class MaskedBackbone(nn.Module):
     """Shared parts: embeddings, gates, batch-norm modes. Subclasses define `weighted_layers` and `forward`.
 
     Batch norm modes (`docs/hat.md#batch-norm-in-masked-networks`): 'none' (published), 'shared' (one BN for all
-    tasks, unprotected),
-    'independent' (working BN reset at every task start, stored per task at its end, used to test that task).
+    tasks, unprotected), 'independent' (working BN reset at every task start, stored per task at its end, used to
+    test that task).
     """
 
     def _init_machinery(self, units: list[int], bn_mode: str, make_bn) -> None:
