@@ -23,8 +23,8 @@ from pathlib import Path
 from adahat import METHODS
 from common import config as config_lib
 from common.records import git_commit, is_done
+from common.studies import parse_seeds
 from common.tables import Cell, Table, collect, find_run, metric_values, read_targets, write_tables
-from scripts.sweep import parse_seeds
 
 HERE = Path(__file__).parent
 LABELS = {"finetuning": "Finetuning", "lwf": "LwF", "ewc": "EWC", "hat": "HAT", "hat_random": "HAT-random",

@@ -22,8 +22,8 @@ from pathlib import Path
 from amnesiachat import METHODS
 from common import config as config_lib
 from common.records import git_commit
+from common.studies import parse_seeds
 from common.tables import Cell, Table, collect, metric_values, write_tables
-from scripts.sweep import parse_seeds
 
 HERE = Path(__file__).parent
 LABELS = {"independent": "Independent", "amnesiac_finetuning": "Finetuning", "amnesiac_lwf": "LwF",

@@ -16,7 +16,7 @@ from pathlib import Path
 from common import config as config_lib
 from common import records
 from common.metrics import all_metrics
-from common.runner import apply_study, finished_references, read_study, study_entries
+from common.studies import apply_study, finished_references, read_study, study_entries
 
 MISSING = "—"
 

@@ -16,10 +16,9 @@ from pathlib import Path
 
 from common import config as config_lib
 from common.records import git_commit
-from common.runner import read_study
+from common.studies import parse_seeds, read_study
 from common.tables import Cell, Table, collect, metric_values, read_targets, write_tables
 from fg_adahat import METHODS
-from scripts.sweep import parse_seeds
 
 HERE = Path(__file__).parent
 BENCHMARKS = {"pmnist": "PMNIST", "scifar100": "SCIFAR100", "combined20": "Combined-20"}
