@@ -14,7 +14,7 @@ from pathlib import Path
 from common import config as config_lib
 from common import records
 
-STUDY_KEYS = ("description", "benchmarks", "seeds", "settings", "methods")
+STUDY_KEYS = ("description", "benchmarks", "seeds", "settings", "methods", "labels", "published", "table_order")
 
 
 def study_path(package_dir: Path, study: str) -> Path:
@@ -33,6 +33,15 @@ def read_study(package_dir: Path, study: str) -> dict:
           hat: {}
           adahat_alpha2e-6: {method: adahat, alpha: 2.0e-6}   # a named variant of a registered method
           fgadahat_fa: {benchmarks: [pmnist]}                 # an entry run on some benchmarks only
+
+    and, for the tables made from it (`make_tables.py`), optionally:
+
+        labels: {finetuning: Finetuning}          # row label of an entry (default: the entry's name)
+        published: {case1_no_linear: null}        # the published row an entry is compared with (default: the
+                                                  # method it runs; null: none, its published cells show `—`)
+        table_order: {capacity: [hat, adahat]}    # a table showing other entries or another order than `methods`
+
+    Every table lists the study's entries in the order of `methods` unless `table_order` names its rows.
     """
     path = study_path(package_dir, study)
     data = config_lib.load_yaml(path)
@@ -40,7 +49,44 @@ def read_study(package_dir: Path, study: str) -> dict:
     if unknown or not isinstance(data.get("methods"), dict):
         raise config_lib.ConfigError(f"{path}: a study file has the keys {', '.join(STUDY_KEYS)} "
                                      f"(unexpected: {', '.join(sorted(unknown)) or 'none'}; methods must be a mapping)")
+    check_table_keys(path, data)
     return data
+
+
+def check_table_keys(path: Path, data: dict) -> None:
+    """`labels`, `published` and `table_order` may only name entries of `methods` (a typo would go unnoticed)."""
+    named = {"labels": list(data.get("labels") or {}), "published": list(data.get("published") or {})}
+    for table, entries in (data.get("table_order") or {}).items():
+        named[f"table_order.{table}"] = list(entries or [])
+    for key, entries in named.items():
+        strangers = [e for e in entries if e not in data["methods"]]
+        if strangers:
+            raise config_lib.ConfigError(f"{path}: {key} names {', '.join(map(str, strangers))}, which "
+                                         f"{'is' if len(strangers) == 1 else 'are'} not in its methods "
+                                         f"({', '.join(data['methods'])})")
+    labels = [row_label(data, e) for e in data["methods"]]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise config_lib.ConfigError(f"{path}: two entries have the same table label {', '.join(twice)}")
+
+
+def row_label(spec: dict, entry: str) -> str:
+    """The label of study entry `entry` in the tables (`labels`, else the entry's name)."""
+    return (spec.get("labels") or {}).get(entry, entry)
+
+
+def published_row(spec: dict, entry: str) -> str | None:
+    """The published row study entry `entry` is compared with: `published` if it names one (None: no published
+    row), else the registered method the entry runs."""
+    published = spec.get("published") or {}
+    if entry in published:
+        return published[entry]
+    return (spec["methods"][entry] or {}).get("method", entry)
+
+
+def table_entries(spec: dict, table: str) -> list[str]:
+    """The entries shown as rows of table `table`, in order: `table_order` if it names the table, else `methods`."""
+    return list((spec.get("table_order") or {}).get(table) or spec["methods"])
 
 
 def study_entries(spec: dict, benchmark: str) -> list[str]:
