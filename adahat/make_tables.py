@@ -9,7 +9,9 @@
 * alpha: AA against alpha (figure and CSV);
 * capacity: network capacity against training step (log scale) for the HAT variants and AdaHAT on Permuted MNIST
   with 50 tasks, plus its value at the end of tasks 1, 2, 5, 10, 20, 50 beside the published curve data.
-Cells are mean ± sample std over the finished seeds; `—` marks cells without runs.
+Rows are each study's entries in the order of its file, labelled by its `labels`; the capacity rows are the
+`long_sequence` study's `table_order: capacity`. Cells are mean ± sample std over the finished seeds; `—` marks cells
+without runs (and published values an entry does not have).
 """
 
 from __future__ import annotations
@@ -23,29 +25,25 @@ from pathlib import Path
 from adahat import METHODS
 from common import config as config_lib
 from common.records import git_commit, is_done
-from common.tables import Cell, Table, collect, find_run, metric_values, read_targets, write_tables
-from scripts.sweep import parse_seeds
+from common.studies import parse_seeds, published_row, read_study, row_label, table_entries
+from common.tables import MISSING, Cell, Table, collect, find_run, metric_values, read_targets, write_tables
 
 HERE = Path(__file__).parent
-LABELS = {"finetuning": "Finetuning", "lwf": "LwF", "ewc": "EWC", "hat": "HAT", "hat_random": "HAT-random",
-          "hat_const_alpha": "HAT-const-α", "hat_const_1": "HAT-const-1", "adahat": "AdaHAT",
-          "adahat_no_sum": "AdaHAT-no-sum", "adahat_no_reg": "AdaHAT-no-reg"}
 METRICS = ("aa", "fr", "bwt", "fwt")
 CAPACITY_TASKS = (1, 2, 5, 10, 20, 50)
-CAPACITY_METHODS = ("hat", "adahat", "hat_random", "hat_const_alpha", "hat_const_1")
 
 
-def metric_table(title: str, found: dict, entries, benchmarks) -> Table:
+def metric_table(title: str, found: dict, spec: dict, benchmarks) -> Table:
     columns = [f"{b} {m.upper()}" for b in benchmarks for m in METRICS]
-    rows = {LABELS.get(e, e): {f"{b} {m.upper()}": Cell(metric_values(found.get((e, b), []), m))
-                               for b in benchmarks for m in METRICS} for e in entries}
+    rows = {row_label(spec, e): {f"{b} {m.upper()}": Cell(metric_values(found.get((e, b), []), m))
+                                 for b in benchmarks for m in METRICS} for e in table_entries(spec, "main")}
     return Table(title, columns, rows, ["mean ± sample std over seeds, %"])
 
 
-def long_sequence_table(found: dict, entries, every: int = 5) -> tuple[Table, list[dict]]:
+def long_sequence_table(found: dict, spec: dict, every: int = 5) -> tuple[Table, list[dict]]:
     """AA_N after task N (every `every`-th N in the table, every N in the returned curve rows)."""
     curve, rows = [], {}
-    for e in entries:
+    for e in table_entries(spec, "long_sequence"):
         runs = found.get((e, "pmnist"), [])
         n_max = max((len(r["acc"]) for r in runs), default=0)
         cells = {}
@@ -55,7 +53,7 @@ def long_sequence_table(found: dict, entries, every: int = 5) -> tuple[Table, li
             curve.append({"method": e, "after_task": n, "aa_mean": cell.mean, "aa_std": cell.std, "n": len(values)})
             if n % every == 0:
                 cells[f"N={n}"] = cell
-        rows[LABELS.get(e, e)] = cells
+        rows[row_label(spec, e)] = cells
     columns = [f"N={n}" for n in range(every, 51, every)]
     return Table("AA after task N, Permuted MNIST 50 tasks (%)", columns, rows), curve
 
@@ -98,23 +96,27 @@ def read_capacity(folder: Path) -> list[tuple[int, int, float]]:
 
 def capacity_outputs(seed: int, out: Path, overrides: dict, header: str = "") -> list[Path]:
     """The capacity figure (one seed, as published) and the end-of-task values beside the published ones."""
+    spec = read_study(HERE, "long_sequence")
+    entries = table_entries(spec, "capacity")
     curves = {}
-    for method in CAPACITY_METHODS:
-        folder = find_run(HERE, "long_sequence", method, "pmnist", seed, METHODS, overrides)
+    for entry in entries:
+        folder = find_run(HERE, "long_sequence", entry, "pmnist", seed, METHODS, overrides)
         if is_done(folder) and (folder / "capacity.csv").exists():
-            curves[method] = read_capacity(folder)
+            curves[entry] = read_capacity(folder)
     if not curves:
         print("capacity: no finished long-sequence HAT-family runs")
         return []
     published = read_targets(HERE / "targets" / "capacity.csv")
     columns = [f"t={t}" for t in CAPACITY_TASKS]
     rows = {}
-    for method in CAPACITY_METHODS:
+    for entry in entries:
         last = {}
-        for _, task, value in curves.get(method, []):
+        for _, task, value in curves.get(entry, []):
             last[task] = value
-        rows[LABELS[method]] = {f"t={t}": Cell([last[t]] if t in last else [], (published[method][f"t{t}"], None),
-                                               fmt=".3g") for t in CAPACITY_TASKS}
+        values = published.get(published_row(spec, entry))
+        rows[row_label(spec, entry)] = {
+            f"t={t}": Cell([last[t]] if t in last else [], (values[f"t{t}"], None) if values else None, fmt=".3g",
+                           no_published=MISSING) for t in CAPACITY_TASKS}
     table = Table(f"Network capacity at the last step of task t (seed {seed}; published: AdaHAT paper data)",
                   columns, rows, ["capacity = mean gradient adjustment rate over the masked layers' weights and "
                                   "biases (bias entries counted for every unit)"])
@@ -123,8 +125,8 @@ def capacity_outputs(seed: int, out: Path, overrides: dict, header: str = "") ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for method, points in curves.items():
-        ax.plot([p[0] for p in points], [max(p[2], 1e-9) for p in points], label=LABELS[method], linewidth=1)
+    for entry, points in curves.items():
+        ax.plot([p[0] for p in points], [max(p[2], 1e-9) for p in points], label=row_label(spec, entry), linewidth=1)
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("network capacity")
@@ -153,12 +155,11 @@ def main(argv=None) -> int:
     written = []
     if "main" in parts:
         found = collect(HERE, "main", METHODS, seeds, overrides=overrides)
-        entries = list(dict.fromkeys(e for e, _ in found))
-        written += write_tables([metric_table("AdaHAT main study, 20 tasks", found, entries, ["pmnist", "scifar100"])],
-                                out / "main", header)
+        table = metric_table("AdaHAT main study, 20 tasks", found, read_study(HERE, "main"), ["pmnist", "scifar100"])
+        written += write_tables([table], out / "main", header)
     if "long" in parts:
         found = collect(HERE, "long_sequence", METHODS, seeds, overrides=overrides)
-        table, curve = long_sequence_table(found, list(dict.fromkeys(e for e, _ in found)))
+        table, curve = long_sequence_table(found, read_study(HERE, "long_sequence"))
         written += write_tables([table], out / "long_sequence", header)
         with open(out / "long_sequence_curve.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["method", "after_task", "aa_mean", "aa_std", "n"])
@@ -166,9 +167,8 @@ def main(argv=None) -> int:
             writer.writerows(curve)
     if "ablation" in parts:
         found = collect(HERE, "ablation", METHODS, seeds, overrides=overrides)
-        entries = list(dict.fromkeys(e for e, _ in found))
-        written += write_tables([metric_table("AdaHAT ablation, Permuted MNIST 50 tasks", found, entries, ["pmnist"])],
-                                out / "ablation", header)
+        table = metric_table("AdaHAT ablation, Permuted MNIST 50 tasks", found, read_study(HERE, "ablation"), ["pmnist"])
+        written += write_tables([table], out / "ablation", header)
     if "alpha" in parts:
         figure = alpha_figure(collect(HERE, "alpha", METHODS, seeds, overrides=overrides), out)
         written += [figure] if figure else []

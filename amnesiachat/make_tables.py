@@ -9,7 +9,8 @@
 * ablation: backup compensation x replay repair (PMNIST-5 TIL);
 * hparams: buffer size x repair steps, and unlearnable age 3 (PMNIST-5 TIL);
 * pruning: memory of the stored updates on PMNIST-20 TIL, and what magnitude pruning does to AA and DD.
-Cells are mean ± sample std over the finished seeds (`(1 run)` for one); `—` marks cells without runs. There are no
+Rows are the studies' entries in the order of their files (the main table: `main`'s, then those only `main_dil`
+has), labelled by the studies' `labels`. Cells are mean ± sample std over the finished seeds (`(1 run)` for one); `—` marks cells without runs. There are no
 published AmnesiacHAT numbers to compare with.
 """
 
@@ -22,16 +23,10 @@ from pathlib import Path
 from amnesiachat import METHODS
 from common import config as config_lib
 from common.records import git_commit
+from common.studies import parse_seeds, read_study, row_label, table_entries
 from common.tables import Cell, Table, collect, metric_values, write_tables
-from scripts.sweep import parse_seeds
 
 HERE = Path(__file__).parent
-LABELS = {"independent": "Independent", "amnesiac_finetuning": "Finetuning", "amnesiac_lwf": "LwF",
-          "amnesiac_ewc": "EWC", "amnesiac_der": "DER", "amnesiac_derpp": "DER++", "clpu_derpp": "CLPU-DER++",
-          "amnesiachat": "AmnesiacHAT", "amnesiachat_no_compensation": "w/o backup compensation",
-          "amnesiachat_no_repair": "w/o replay repair", "amnesiachat_neither": "w/o both",
-          "amnesiachat_prune90": "AmnesiacHAT, stored updates pruned 90%", "amnesiachat_hat": "AmnesiacHAT (HAT)",
-          "amnesiachat_age3": "AmnesiacHAT, unlearnable age 3"}
 # column label -> (study, benchmark, overrides)
 MAIN_COLUMNS = {
     "PMNIST-5 TIL": ("main", "pmnist", {}), "PMNIST-5 DIL": ("main_dil", "pmnist", {}),
@@ -52,38 +47,34 @@ LWF_NOTE = ("LwF repeats Finetuning wherever the networks have no batch norm: th
             "sends no gradient (`distill_gradient: false`, as in the reference code)")
 
 
-def label(entry: str) -> str:
-    """Row label; hyperparameter-study entries `amnesiachat_buffer<B>_repair<R>` read 'buffer B, R repair steps'."""
-    if entry.startswith("amnesiachat_buffer") and "_repair" in entry:
-        buffer, repair = entry.removeprefix("amnesiachat_buffer").split("_repair")
-        return f"buffer {buffer}, {repair} repair steps"
-    return LABELS.get(entry, entry)
-
-
 def cell(runs: list[dict], metric: str) -> Cell:
     _, scale, fmt = METRICS[metric]
     return Cell(metric_values(runs, metric, scale), fmt=fmt)
 
 
 def main_tables(seeds, overrides: dict, columns: list[str]) -> list[Table]:
-    found = {}
+    found, labels = {}, {}
     for column in columns:
         study, benchmark, extra = MAIN_COLUMNS[column]
+        spec = read_study(HERE, study)
+        for entry in table_entries(spec, "main"):
+            labels.setdefault(entry, row_label(spec, entry))
         for (entry, _), runs in collect(HERE, study, METHODS, seeds, [benchmark], {**extra, **overrides}).items():
             found[(entry, column)] = runs
-    entries = list(dict.fromkeys(e for e, _ in found))
     tables = []
     for metric in MAIN_METRICS:
         title = METRICS[metric][0]
-        rows = {label(e): {c: cell(found.get((e, c), []), metric) for c in columns} for e in entries}
+        rows = {label: {c: cell(found.get((e, c), []), metric) for c in columns} for e, label in labels.items()}
         tables.append(Table(f"AmnesiacHAT main table: {title}", columns, rows, [*NOTES, LWF_NOTE]))
     return tables
 
 
 def study_table(study: str, title: str, seeds, overrides: dict, metrics=("aa_remaining", "dd", "ag")) -> Table:
-    found = collect(HERE, study, METHODS, seeds, overrides=overrides)
+    found, spec = collect(HERE, study, METHODS, seeds, overrides=overrides), read_study(HERE, study)
+    benchmark = spec["benchmarks"][-1]  # these studies run on one benchmark
     columns = [METRICS[m][0] for m in metrics]
-    rows = {label(entry): {col: cell(runs, m) for col, m in zip(columns, metrics)} for (entry, _), runs in found.items()}
+    rows = {row_label(spec, e): {col: cell(found.get((e, benchmark), []), m) for col, m in zip(columns, metrics)}
+            for e in table_entries(spec, study)}
     return Table(title, columns, rows, NOTES)
 
 

@@ -25,6 +25,7 @@ from common.benchmarks import build_benchmark
 from common.data import DataMissingError
 from common.engine import run_continual, run_continual_unlearning, test_features
 from common.metrics import all_metrics
+from common.studies import STUDY_KEYS, apply_study, finished_references, read_study, study_entries  # noqa: F401
 from common.unlearning import UnlearningProtocol
 
 REFERENCES = config_lib.REFERENCES
@@ -147,17 +148,6 @@ def finished_reference(ref_cfg: dict, methods: dict, label: str) -> Path:
     return folder
 
 
-def finished_references(cfg: dict, methods: dict) -> dict | None:
-    """The joint / independent / random accuracy matrices for run `cfg` if all three finished, else None."""
-    refs = {}
-    for name in REFERENCES:
-        folder = records.run_folder(config_lib.resolve(config_lib.reference_config(cfg, name), methods))
-        if not records.is_done(folder):
-            return None
-        refs[name] = records.read_acc(folder)
-    return refs
-
-
 def train_locked(cfg: dict, methods: dict, refs: dict | None) -> Path:
     """`train_and_record` under the folder's lock; if another process finished it meanwhile, reuse that."""
     folder = records.run_folder(cfg)
@@ -265,64 +255,6 @@ def unlearning_reference_config(cfg: dict, kind: str, methods: dict) -> dict:
 def ensure_unlearning_reference(cfg: dict, kind: str, methods: dict) -> Path:
     """The folder of a finished unlearning reference for `cfg`, training it first if needed."""
     return finished_reference(unlearning_reference_config(cfg, kind, methods), methods, f"unlearning reference {kind}")
-
-
-STUDY_KEYS = ("description", "benchmarks", "seeds", "settings", "methods")
-
-
-def read_study(package_dir: Path, study: str) -> dict:
-    """A study file `<package>/configs/studies/<study>.yaml`:
-
-        description: one line
-        benchmarks: [pmnist, ...]   # what the study runs (the sweep iterates these)
-        seeds: [1, 2, 3]
-        settings: {num_tasks: 20}   # applied to every run of the study
-        methods:                    # the study's runs by name, each with its own overrides
-          finetuning: {weight_decay: 3.5e-4}
-          hat: {}
-          adahat_alpha2e-6: {method: adahat, alpha: 2.0e-6}   # a named variant of a registered method
-          fgadahat_fa: {benchmarks: [pmnist]}                 # an entry run on some benchmarks only
-    """
-    path = package_dir / "configs" / "studies" / f"{study}.yaml"
-    data = config_lib.load_yaml(path)
-    unknown = set(data) - set(STUDY_KEYS)
-    if unknown or not isinstance(data.get("methods"), dict):
-        raise config_lib.ConfigError(f"{path}: a study file has the keys {', '.join(STUDY_KEYS)} "
-                                     f"(unexpected: {', '.join(sorted(unknown)) or 'none'}; methods must be a mapping)")
-    return data
-
-
-def study_entries(spec: dict, benchmark: str) -> list[str]:
-    """The study's entries that run on `benchmark`."""
-    return [name for name, entry in spec["methods"].items()
-            if benchmark in ((entry or {}).get("benchmarks") or [benchmark])]
-
-
-def apply_study(package_dir: Path, cli: dict) -> tuple[dict, dict | None]:
-    """(command line, study layer) for the study named on the command line (no layer for studies without a file).
-
-    A study's `methods` entries are keyed by run name; an entry may name the registered method it runs
-    (`adahat_alpha2e-6: {method: adahat, alpha: 2.0e-6}`), so `method=adahat_alpha2e-6` selects that entry.
-    """
-    study = cli.get("study")
-    if not study or not (package_dir / "configs" / "studies" / f"{study}.yaml").exists():
-        return cli, None
-    data = read_study(package_dir, study)
-    entry_name, benchmark = cli.get("method"), cli.get("benchmark")
-    if entry_name not in data["methods"]:
-        raise config_lib.ConfigError(f"method {entry_name!r} is not part of study {study!r} "
-                                     f"(its methods: {', '.join(data['methods'])})")
-    if benchmark is not None and benchmark not in data.get("benchmarks", [benchmark]):
-        raise config_lib.ConfigError(f"benchmark {benchmark!r} is not part of study {study!r} "
-                                     f"(its benchmarks: {', '.join(data['benchmarks'])})")
-    entry = dict(data["methods"][entry_name] or {})
-    only = entry.pop("benchmarks", None)
-    if benchmark is not None and only is not None and benchmark not in only:
-        raise config_lib.ConfigError(f"{entry_name!r} runs only on {', '.join(only)} in study {study!r}")
-    cli = {**cli, "method": entry.pop("method", entry_name)}
-    if cli["method"] != entry_name:
-        cli.setdefault("run_name", entry_name)
-    return cli, {**(data.get("settings") or {}), **entry}
 
 
 def main(argv: list[str], methods: dict, package_dir: Path) -> int:

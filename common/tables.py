@@ -2,7 +2,8 @@
 
 Cells are mean ± sample std (ddof 1) over the seeds that finished, x100; `—` where no run finished. Where a
 published value exists it is shown beside ours with a match mark: a cell matches when our mean lies within the
-published mean ± 2 published std, or ± 1.5 points where the published std is below 0.75.
+published mean ± 2 published std, or ± 1.5 points where the published std is below 0.75. A row without any
+published counterpart shows `—` in the published columns (`Cell.no_published`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from common import config as config_lib
 from common import records
 from common.metrics import all_metrics
-from common.runner import apply_study, finished_references, read_study, study_entries
+from common.studies import apply_study, finished_references, read_study, study_entries
 
 MISSING = "—"
 
@@ -26,6 +27,7 @@ class Cell:
     values: list[float] = field(default_factory=list)  # one per finished seed, already in table units
     published: tuple[float, float | None] | None = None  # (mean, std); std None: shown without a match mark
     fmt: str = ".2f"                                    # number format of this cell
+    no_published: str = ""                              # shown as the published value when there is none
 
     @property
     def mean(self) -> float:
@@ -50,7 +52,9 @@ class Cell:
         return f"{format(self.mean, self.fmt)}{spread}"
 
     def published_text(self) -> str:
-        if self.published is None or math.isnan(self.published[0]):
+        if self.published is None:
+            return self.no_published
+        if math.isnan(self.published[0]):
             return ""
         if self.published[1] is None:  # a published value without a spread: shown, not judged
             return format(self.published[0], self.fmt)

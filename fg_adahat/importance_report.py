@@ -21,7 +21,8 @@ from common import config as config_lib
 from common.benchmarks import build_benchmark
 from common.data import DataMissingError
 from common.engine import test_accuracy, train_task
-from common.runner import apply_study, set_threads
+from common.runner import set_threads
+from common.studies import apply_study
 from fg_adahat import METHODS
 from fg_adahat.fgadahat import FGAdaHAT
 

@@ -19,25 +19,10 @@ from pathlib import Path
 
 from common import config as config_lib
 from common import records
-from common.runner import (
-    REFERENCES,
-    apply_study,
-    is_unlearning,
-    read_study,
-    study_entries,
-    unlearning_reference_config,
-)
+from common.runner import REFERENCES, is_unlearning, unlearning_reference_config
+from common.studies import apply_study, parse_seeds, read_study, study_entries  # noqa: F401 (parse_seeds: re-export)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def parse_seeds(text: str) -> list[int]:
-    """'1-3' -> [1, 2, 3]; '1,4' -> [1, 4]."""
-    seeds = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        seeds += list(range(int(lo), int(hi or lo) + 1))
-    return seeds
 
 
 def plan(package: str, study: str, benchmarks, seeds, entries, extra: dict) -> list[tuple[str, list[str], Path]]:

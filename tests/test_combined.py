@@ -331,7 +331,7 @@ def test_whole_set_split_follows_the_reference(loaded):
 
 def test_combined20_benchmark(synthetic_dir, loaded, monkeypatch):
     root, _ = synthetic_dir
-    monkeypatch.setattr(data, "EXPECTED_SIZES", {})
+    monkeypatch.setattr(data.sources, "EXPECTED_SIZES", {})
     tasks = benchmarks.build_benchmark("combined20", 20, str(root))
     names = COMBINED["combined20"][1]
     assert [t.name for t in tasks] == list(names) and [t.id for t in tasks] == list(range(1, 21))
@@ -358,7 +358,7 @@ def test_combined20_benchmark(synthetic_dir, loaded, monkeypatch):
 
 def test_combined5_benchmark(synthetic_dir, monkeypatch):
     root, _ = synthetic_dir
-    monkeypatch.setattr(data, "EXPECTED_SIZES", {})
+    monkeypatch.setattr(data.sources, "EXPECTED_SIZES", {})
     tasks = benchmarks.build_benchmark("combined5", 5, str(root))
     assert [t.name for t in tasks] == ["mnist", "notmnist", "fashion_mnist", "kmnist", "sign_language_mnist"]
     assert [t.num_classes for t in tasks] == [10, 10, 10, 10, 24]
@@ -473,8 +473,8 @@ def test_cli_prepare_combined20_offline(tmp_path, capsys, monkeypatch):
         raise RuntimeError("no network")
 
     monkeypatch.setattr(tvd.MNIST, "download", no_network)
-    monkeypatch.setattr(data, "_torchvision_download", _offline_download(no_network))
-    monkeypatch.setattr(data.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run"))
+    monkeypatch.setattr(data.fetch, "_torchvision_download", _offline_download(no_network))
+    monkeypatch.setattr(data.fetch.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run"))
     monkeypatch.delitem(data.EXPECTED_SIZES, "mnist")
     assert data.main(["prepare", "combined20", "--data-dir", str(tmp_path)]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
@@ -502,7 +502,7 @@ def _offline_download(fail):
 
 def test_cli_prepare_combined20_present(synthetic_dir, loaded, capsys, monkeypatch):
     root, _ = synthetic_dir
-    monkeypatch.setattr(data, "EXPECTED_SIZES", {})
+    monkeypatch.setattr(data.sources, "EXPECTED_SIZES", {})
     assert data.main(["prepare", "combined20", "--data-dir", str(root), "--no-download"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 21 and all(": present (train (" in line for line in lines[1:])
@@ -520,7 +520,7 @@ def test_combined20_run_end_to_end(method, extra, synthetic_dir, loaded, tmp_pat
     from fg_adahat import METHODS
 
     root, _ = synthetic_dir
-    monkeypatch.setattr(data, "EXPECTED_SIZES", {})
+    monkeypatch.setattr(data.sources, "EXPECTED_SIZES", {})
     cli = {"method": method, "benchmark": "combined20", "num_tasks": "20", "epochs": "1", "batch_size": "8",
            "train_subset": "16", "threads": "1", "references": "none", "out_dir": str(tmp_path),
            "data_dir": str(root), **extra}

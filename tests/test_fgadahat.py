@@ -666,6 +666,20 @@ def test_every_measure_variant_resolves_to_its_published_config(measure):
         assert cfg["stored_masks"] == "binary" and cfg["batch_norm"] is False
 
 
+def test_every_measure_is_an_explicit_subclass_found_by_name():
+    import inspect
+
+    from fg_adahat import measures
+
+    for m in ALL_MEASURES:
+        cls = getattr(measures, f"FGAdaHAT_{m.upper()}")
+        assert METHODS[f"fgadahat_{m}"] is cls and cls.__bases__ == (FGAdaHAT,)
+        assert inspect.getsourcefile(cls).endswith("fg_adahat/measures.py")
+        assert f"({m.upper()})" in cls.__doc__ and "u_{l," in cls.__doc__
+        assert set(vars(cls)) <= {"name", "__doc__", "__module__", "__qualname__", "__firstlineno__",
+                                  "__static_attributes__"}  # only names its measure: the rest is FGAdaHAT's
+
+
 def test_registry_names_and_plain_fgadahat():
     assert {f"fgadahat_{m}" for m in ALL_MEASURES} | {"fgadahat", "adahat", "hat", "finetuning", "lwf"} <= set(METHODS)
     cfg = config.resolve({"method": "fgadahat", "benchmark": "pmnist"}, METHODS)

@@ -10,14 +10,16 @@ Records (study `main`, PMNIST, 20 tasks), metrics as fractions, the tables show 
 
 import csv
 import math
+import shutil
 import statistics
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
 from common import config as config_lib
 from common import records
-from common.runner import apply_study
+from common.studies import apply_study, read_study
 from common.tables import find_run
 from fg_adahat import METHODS, make_tables
 
@@ -154,11 +156,50 @@ def test_methods_option_keeps_only_the_named_rows(tmp_path):
 
 
 def test_study_entries_are_compared_with_their_methods_published_row():
-    entries = {"icu_alpha6e-7": {"method": "fgadahat_icu", "alpha": 6e-7}, "adahat_current": {"method": "adahat"}}
-    assert make_tables.row_plan("fg_semantics", entries) == {"icu_alpha6e-7": ("icu_alpha6e-7", "fgadahat_icu"),
-                                                             "adahat_current": ("adahat_current", "adahat")}
-    ablation = {"fgadahat_icu": {}, "case1_no_linear": {"method": "fgadahat_icu"}}
-    assert make_tables.row_plan("ablation", ablation)["case1_no_linear"][1] == ""  # no published counterpart
+    spec = {"methods": {"icu_alpha6e-7": {"method": "fgadahat_icu", "alpha": 6e-7}, "adahat_current": {"method": "adahat"},
+                        "hat": None}}
+    assert make_tables.row_plan(spec) == {"icu_alpha6e-7": ("icu_alpha6e-7", "fgadahat_icu"),
+                                          "adahat_current": ("adahat_current", "adahat"), "hat": ("hat", "hat")}
+    ablation = read_study(REPO / "fg_adahat", "ablation")
+    assert make_tables.row_plan(ablation)["case1_no_linear"] == ("case1_no_linear", None)  # no published row
+    assert make_tables.row_plan(ablation)["fgadahat_icu"] == ("fgadahat_icu", "fgadahat_icu")
+
+
+def test_rows_are_the_study_files_entries_in_its_order(tmp_path):
+    """New entries of the study file appear as rows, in its order and with its labels: one compared with the
+    published row of the method it runs, one declared without a published row (its published cells show `—`)."""
+    package = tmp_path / "fg_adahat"
+    shutil.copytree(REPO / "fg_adahat" / "configs", package / "configs")
+    shutil.copytree(REPO / "fg_adahat" / "targets", package / "targets")
+    study = package / "configs" / "studies" / "main.yaml"
+    text = study.read_text().replace("  hat: {}\n", "  hat: {}\n  hat_smax800: {method: hat, s_max: 800.0}\n"
+                                                     "  hat_small: {method: hat, num_tasks: 20}\n")
+    study.write_text(text.replace("labels:   # the paper's row names\n",
+                                  "published: {hat_small: null}\nlabels:   # the paper's row names\n"
+                                  "  hat_smax800: HAT (s_max 800)\n"))
+    with mock.patch.object(make_tables, "HERE", package):
+        out = run_tables(tmp_path / "out", "--benchmarks", "pmnist", "--seeds", "1-2")
+    rows = md_rows(out / "table1.md")
+    assert list(rows)[:6] == ["Finetuning", "LwF", "HAT", "HAT (s_max 800)", "hat_small", "AdaHAT"]
+    assert len(rows) == 15
+    assert rows["HAT (s_max 800)"] == ["—", "67.10 ± 0.56", "—", "-30.68 ± 0.65"]  # HAT's published row, no mark
+    assert rows["hat_small"] == ["—", "—", "—", "—"]
+    assert rows["HAT"] == md_rows(EXPECTED / "table1.md")["HAT"]
+    cell = read_csv(out / "table1.csv")[("hat_small", "PMNIST AA")]
+    assert (cell["n"], cell["published_mean"], cell["match"]) == ("0", "", "")
+
+
+def test_study_table_keys_must_name_entries(tmp_path):
+    studies = tmp_path / "configs" / "studies"
+    studies.mkdir(parents=True)
+    base = "benchmarks: [pmnist]\nseeds: [1]\nmethods: {hat: {}, adahat: {}}\n"
+    for extra, message in (("labels: {hta: HAT}\n", "labels names hta"),
+                           ("published: {adahta: null}\n", "published names adahta"),
+                           ("table_order: {capacity: [hat, ewc]}\n", "table_order.capacity names ewc"),
+                           ("labels: {hat: HAT, adahat: HAT}\n", "same table label HAT")):
+        (studies / "s.yaml").write_text(base + extra)
+        with pytest.raises(config_lib.ConfigError, match=message):
+            read_study(tmp_path, "s")
 
 
 def test_reference_library_comparison_row_by_hand():
@@ -168,3 +209,39 @@ def test_reference_library_comparison_row_by_hand():
     refs = {"joint": [[1.0, 1.0]], "independent": [[0.95], [0.9, 0.85]], "random": [[0.1, 0.1]]}
     # AA (0.8 + 0.7) / 2; FR (0.7/0.9 + 0.6/0.9) / (N - 1) - 1 = 0.4444; BWT 0.8 - 0.9; FWT 0.7 - 0.85
     assert row("x", acc, refs) == "| x | 75.00 | 44.44 | -10.00 | -15.00 | 90.0 → 70.0 |"
+
+
+def copy_package_configs(name, tmp_path):
+    package = tmp_path / name
+    shutil.copytree(REPO / name / "configs", package / "configs")
+    return package
+
+
+def test_adahat_tables_show_every_study_entry_in_its_order(tmp_path):
+    from adahat import make_tables as adahat_tables
+
+    package = copy_package_configs("adahat", tmp_path)
+    study = package / "configs" / "studies" / "ablation.yaml"
+    study.write_text(study.read_text().replace("  adahat_no_sum: {}\n", "  adahat_no_sum: {}\n"
+                                               "  adahat_alpha1e-6: {method: adahat, alpha: 1.0e-6}\n"))
+    with mock.patch.object(adahat_tables, "HERE", package):
+        assert adahat_tables.main(["--parts", "ablation", "--seeds", "1", "--out", str(tmp_path / "out"),
+                                   f"out_dir={tmp_path / 'none'}"]) == 0
+    rows = md_rows(tmp_path / "out" / "ablation.md")
+    assert list(rows) == ["AdaHAT", "AdaHAT-no-sum", "adahat_alpha1e-6", "AdaHAT-no-reg"]
+    assert all(cell == "—" for cells in rows.values() for cell in cells)
+
+
+def test_amnesiachat_tables_show_every_study_entry_in_its_order(tmp_path):
+    from amnesiachat import make_tables as amnesiachat_tables
+
+    package = copy_package_configs("amnesiachat", tmp_path)
+    study = package / "configs" / "studies" / "pruning.yaml"
+    study.write_text(study.read_text().replace("  amnesiachat_prune90:", "  amnesiachat_prune50: {method: amnesiachat, "
+                                               "update_prune_ratio: 0.5}\n  amnesiachat_prune90:", 1))
+    with mock.patch.object(amnesiachat_tables, "HERE", package):
+        assert amnesiachat_tables.main(["--parts", "pruning", "--seeds", "1", "--out", str(tmp_path / "out"),
+                                        f"out_dir={tmp_path / 'none'}"]) == 0
+    rows = md_rows(tmp_path / "out" / "pruning.md")
+    assert list(rows) == ["AmnesiacHAT", "amnesiachat_prune50", "AmnesiacHAT, stored updates pruned 90%",
+                          "AmnesiacHAT (HAT)"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import records
 from common.metrics import all_metrics, diagonal
-from common.runner import finished_references
+from common.studies import finished_references
 from common.tables import resolve_entry
 from fg_adahat import METHODS
 
