@@ -18,20 +18,25 @@ from __future__ import annotations
 import torch
 
 from baselines.hat import HAT
+from common.config import Hparam
 from common.hat import FREE_UNIT_GUARD, parameter_wise, rate
 
 
 class AdaHAT(HAT):
     name = "adahat"
-    hparams = {"alpha": 1e-6, "epsilon": 0.1, "semantics": "current"}
+    hparams = {
+        "alpha": Hparam(1e-6, "adjustment intensity alpha of r_l = alpha / (epsilon + R_l)", gt=0,
+                        equation="AdaHAT Eq. 9"),
+        "epsilon": Hparam(0.1, "added to the network sparsity R_l in r_l = alpha / (epsilon + R_l)", gt=0,
+                          equation="AdaHAT Eq. 9"),
+        "semantics": Hparam("current", "network sparsity R_l: current (reference code behind the FG-AdaHAT "
+                                       "tables) or paper2024 (the AdaHAT paper's 2024 code, a two-term average)",
+                            choices=("current", "paper2024")),
+    }
     tensor_lists = HAT.tensor_lists + ("summative",)
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)
-        if cfg["semantics"] not in ("current", "paper2024"):
-            raise ValueError(f"semantics must be current or paper2024, got {cfg['semantics']!r}")
-        if cfg["alpha"] <= 0:
-            raise ValueError("alpha must be positive")
         self.summative = [torch.zeros_like(c) for c in self.cumulative]  # S^{<t}: how many tasks used each unit
 
     def begin_task(self, task) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from baselines.hat import HAT
+from common.config import Hparam
 
 
 class HATRandom(HAT):
@@ -24,7 +25,8 @@ class HATConstAlpha(HAT):
     """a = alpha P + (1 - P) with alpha = 1e-6."""
 
     name = "hat_const_alpha"
-    hparams = {"alpha": 1e-6}
+    hparams = {"alpha": Hparam(1e-6, "constant rate a on HAT-protected parameters: a = alpha P + (1 - P)",
+                               ge=0, le=1)}
 
     def begin_task(self, task) -> None:
         super().begin_task(task)

@@ -15,6 +15,7 @@ from baselines.ewc import EWC
 from baselines.finetuning import Finetuning
 from baselines.independent import Independent
 from baselines.lwf import LwF
+from common.config import Hparam
 from common.unlearning import TaskUpdateStore
 
 
@@ -27,7 +28,8 @@ class TaskUpdates:
     """
 
     unlearnable = True
-    hparams = {"update_prune_ratio": 0.0}
+    hparams = {"update_prune_ratio": Hparam(0.0, "share of the smallest-magnitude entries dropped from every stored "
+                                                 "task update (0 = exact unlearning)", ge=0, lt=1)}
     unlearning_keys = ("update_prune_ratio",)  # settings that act only when unlearning (references ignore them)
 
     def begin_task(self, task) -> None:
@@ -108,7 +110,8 @@ class AmnesiacEWC(TaskUpdates, EWC):
     the penalty's running sums are then rebuilt from what is left."""
 
     name = "amnesiac_ewc"
-    hparams = {"unlearn_later_snapshots": True}
+    hparams = {"unlearn_later_snapshots": Hparam(True, "also subtract the unlearned task's update from the EWC "
+                                                       "snapshots of later tasks (reference config)")}
     unlearning_keys = TaskUpdates.unlearning_keys + ("unlearn_later_snapshots",)
 
     def __init__(self, cfg, classes_per_task, input_shape):

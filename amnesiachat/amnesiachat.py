@@ -33,28 +33,48 @@ from amnesiachat.backups import (
     routed_forward,
     save_state,
 )
+from common.config import ConfigError, Hparam
 from common.hat import parameter_wise
 from common.replay import ReplayBatch, ReplayBuffer, replay_logits, replay_losses
 
 
 class AmnesiacHAT(TaskUpdates, AdaHAT):
     name = "amnesiachat"
-    hparams = {"architecture": "AdaHAT", "replay": True, "buffer_size": 200, "der_alpha": 0.5, "der_beta": 0.5,
-               "backup_init": "delete", "backup_compensation": True, "compensate_order": "normal",
-               "replay_repair": True, "repair_steps": 50, "repair_batch_size": 200,
-               "recycle": "after_next_task", "recycle_summative": False}
+    hparams = {
+        "architecture": Hparam("AdaHAT", "gradient adjustment that protects earlier tasks: AdaHAT (paper) or HAT",
+                               choices=("AdaHAT", "HAT")),
+        "replay": Hparam(True, "DER++ replay during training (and the buffer that replay repair draws from)"),
+        "buffer_size": Hparam(200, "reservoir buffer size of the DER++ replay", ge=1),
+        "der_alpha": Hparam(0.5, "logit-MSE factor lambda of the replay term (and of replay repair)", ge=0),
+        "der_beta": Hparam(0.5, "cross-entropy factor beta of the replay term (and of replay repair)", ge=0),
+        "backup_init": Hparam("delete", "a backup starts as the network without its task: delete (paper config: "
+                                        "main minus the task's update) or before (the weights before the task)",
+                              choices=("delete", "before")),
+        "backup_compensation": Hparam(True, "on unlearning, copy the backups into the units shared by the "
+                                            "unlearned task and later tasks"),
+        "compensate_order": Hparam("normal", "backup compensation order: normal (oldest affected task first, later "
+                                             "ones overwrite) or reverse", choices=("normal", "reverse")),
+        "replay_repair": Hparam(True, "on unlearning, repair the affected tasks by replay"),
+        "repair_steps": Hparam(50, "replay-repair steps per unlearning request", ge=0),
+        "repair_batch_size": Hparam(200, "buffer examples per replay-repair step", ge=1),
+        "recycle": Hparam("after_next_task", "when freed units leave M^{<t}: after_next_task (reference code, at the "
+                                             "next task end) or next_task (right after unlearning)",
+                          choices=("after_next_task", "next_task")),
+        "recycle_summative": Hparam(False, "also remove unlearned masks from AdaHAT's summative mask (reference "
+                                           "code: never)"),
+    }
     unlearning_keys = (*TaskUpdates.unlearning_keys, "backup_init", "backup_compensation", "compensate_order",
                        "replay_repair", "repair_steps", "repair_batch_size", "recycle", "recycle_summative")
-    CHOICES = {"architecture": ("AdaHAT", "HAT"), "backup_init": ("delete", "before"),
-               "compensate_order": ("normal", "reverse"), "recycle": ("after_next_task", "next_task")}
+
+    @classmethod
+    def check_config(cls, cfg):
+        super().check_config(cfg)
+        if cfg["unlearning_requests"].strip() and not cfg["cul_reference"] and cfg["hat_batch_norm"] != "none":
+            raise ConfigError(f"hat_batch_norm must be none for AmnesiacHAT unlearning runs (its backup networks "
+                              f"have no batch norm), got {cfg['hat_batch_norm']!r}")
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)
-        for key, allowed in self.CHOICES.items():
-            if cfg[key] not in allowed:
-                raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {cfg[key]!r}")
-        if cfg["repair_steps"] < 0 or cfg["repair_batch_size"] < 1 or cfg["buffer_size"] < 1:
-            raise ValueError("repair_steps must be >= 0, repair_batch_size and buffer_size >= 1")
         self.buffer = ReplayBuffer(cfg["buffer_size"])
         self.backups = nn.ModuleDict()  # str(b) -> backup network of task b, re-created every task
         self.backup_states: dict[tuple[int, int], dict[str, torch.Tensor]] = {}  # (b, t) -> saved backup b

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.der import DERpp
+from common.config import Hparam
 from common.engine import batches_per_epoch
 
 
@@ -35,15 +36,18 @@ class CLPUDERpp(DERpp):
     unlearnable = True
     # merge_num_steps: 0 = epochs x batches per epoch of the current task, which is what the reference code ran
     # (its config value 500 was only the fallback when no trainer was attached); any other value is used as given.
-    hparams = {"temporary_init": "from_main", "merge_num_steps": 500, "merge_batch_size": 200}
+    hparams = {
+        "temporary_init": Hparam("from_main", "a temporary task's backbone starts as a copy of the main backbone "
+                                              "(from_main) or of the initial weights (from_scratch)",
+                                 choices=("from_main", "from_scratch")),
+        "merge_num_steps": Hparam(500, "replay steps that merge a temporary backbone into the main one (0 = epochs "
+                                       "x batches per epoch of the current task)", ge=0),
+        "merge_batch_size": Hparam(200, "buffer examples of the merged task per merge step", ge=1),
+    }
     unlearning_keys = ("temporary_init", "merge_num_steps", "merge_batch_size")
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)
-        if cfg["temporary_init"] not in ("from_main", "from_scratch"):
-            raise ValueError(f"temporary_init must be from_main or from_scratch, got {cfg['temporary_init']!r}")
-        if cfg["merge_num_steps"] < 0 or cfg["merge_batch_size"] < 1:
-            raise ValueError("merge_num_steps must be >= 0 and merge_batch_size >= 1")
         self.initial_state = copy.deepcopy(self.backbone.state_dict())  # theta_0, for from_scratch
         self.temporary_backbones = nn.ModuleDict()  # str(task id) -> backbone of a temporary task
         self.unlearned: set[int] = set()

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from common.algorithm import Algorithm
+from common.config import Hparam
 from common.replay import ReplayBatch, ReplayBuffer, replay_logits, replay_losses
 
 
@@ -21,7 +22,11 @@ class DER(Algorithm):
     """
 
     name = "der"
-    hparams = {"buffer_size": 200, "der_alpha": 1.0}
+    hparams = {
+        "buffer_size": Hparam(200, "reservoir buffer size (examples with their logits and task)", ge=0),
+        "der_alpha": Hparam(1.0, "alpha, the weight of the replay logit MSE", ge=0,
+                            equation="DER loss CE + alpha MSE(logits, stored logits)"),
+    }
     replay_ce = False  # DER++: beta * CE on the same replay examples
 
     def __init__(self, cfg, classes_per_task, input_shape):
@@ -69,5 +74,6 @@ class DERpp(DER):
     second, independent batch; the reference code does not)."""
 
     name = "derpp"
-    hparams = {"der_beta": 0.5}
+    hparams = {"der_beta": Hparam(0.5, "beta, the weight of the replay cross-entropy (same replay examples)", ge=0,
+                                  equation="DER++ loss CE + alpha MSE + beta CE(replay)")}
     replay_ce = True

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from common.algorithm import Algorithm
+from common.config import Hparam
 
 
 class EWC(Algorithm):
@@ -18,7 +19,8 @@ class EWC(Algorithm):
     """
 
     name = "ewc"
-    hparams = {"ewc_lambda": 5000.0}
+    hparams = {"ewc_lambda": Hparam(5000.0, "penalty factor lambda (effective coefficient lambda / 2)", ge=0,
+                                    equation="EWC penalty 1/2 lambda sum_k F_k (theta_k - theta*_k)^2")}
     plateau_scheduler = False
     tensor_lists = ("fisher_sum", "fisher_theta_sum")
 

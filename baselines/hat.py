@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from common.algorithm import Algorithm
+from common.config import ConfigError, Hparam
 from common.hat import (anneal_scale, build_masked_backbone, compensate_embedding_grads, mask_sparsity,
                         parameter_wise)
 
@@ -23,8 +24,22 @@ class HAT(Algorithm):
 
     name = "hat"
     plateau_scheduler = False  # manual optimisation in the reference code: the scheduler never stepped
-    hparams = {"s_max": 400.0, "clamp_threshold": 50.0, "reg_factor": 0.1, "anneal_zero_based": True,
-               "hat_batch_norm": "none", "stored_masks": "binary"}
+    hparams = {
+        "s_max": Hparam(400.0, "largest gate scale s of m = sigmoid(s e), reached by annealing within an epoch",
+                        gt=0, equation="HAT Eq. 1 (gate), Eq. 3 (annealing)"),
+        "clamp_threshold": Hparam(50.0, "clamp of s e inside the embedding-gradient compensation", gt=0,
+                                  equation="HAT, embedding gradient compensation"),
+        "reg_factor": Hparam(0.1, "factor c of the mask sparsity regulariser: loss = CE + c R(m, M^{<t})", ge=0,
+                             equation="HAT, promoting low capacity usage"),
+        "anneal_zero_based": Hparam(True, "reference-code quirk: the 0-based batch index b in the 1-based annealing "
+                                          "formula (negative scale on each epoch's first batch)",
+                                    equation="HAT Eq. 3"),
+        "hat_batch_norm": Hparam("none", "batch norm in the masked network: none, one shared, or one per task",
+                                 choices=("none", "shared", "independent")),
+        "stored_masks": Hparam("binary", "task mask kept for testing and protection: binary 1[e > 0] (reference "
+                                         "code) or soft sigmoid(s_max e) (original HAT, 2024 AdaHAT code)",
+                               choices=("binary", "soft")),
+    }
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)
@@ -35,12 +50,14 @@ class HAT(Algorithm):
         self.num_adjusted = sum(l.weight.numel() + l.weight.shape[0] for l in self.layers)  # biases count N_l
         self.capacity_log: list[tuple[int, torch.Tensor]] = []
 
+    @classmethod
+    def check_config(cls, cfg):
+        super().check_config(cfg)
+        if cfg["batch_norm"]:
+            raise ConfigError("batch_norm must be false for HAT-family methods: their masked networks take batch "
+                              "norm from hat_batch_norm (none, shared, independent)")
+
     def build_backbone(self, input_shape):
-        if self.cfg["batch_norm"]:
-            raise ValueError("HAT-family masked networks take batch norm from hat_batch_norm "
-                             "(none, shared, independent), not batch_norm")
-        if self.cfg["stored_masks"] not in ("binary", "soft"):
-            raise ValueError(f"stored_masks must be binary or soft, got {self.cfg['stored_masks']!r}")
         return build_masked_backbone(self.cfg["backbone"], input_shape, self.cfg["hat_batch_norm"])
 
     tensor_lists = ("cumulative",)

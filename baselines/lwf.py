@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from common.algorithm import Algorithm
+from common.config import Hparam
 from common.nets import bn_momentum_repeats, frozen_copy
 
 
@@ -28,12 +29,16 @@ class LwF(Algorithm):
     """
 
     name = "lwf"
-    hparams = {"distill_factor": 0.1, "temperature": 2.0, "distill_gradient": False}
+    hparams = {
+        "distill_factor": Hparam(0.1, "lambda, the weight of each earlier task's distillation term", gt=0,
+                                 equation="LwF loss CE + lambda sum_tau KD_T(teacher_tau, student_tau)"),
+        "temperature": Hparam(2.0, "distillation temperature T", gt=0, equation="LwF knowledge distillation KD_T"),
+        "distill_gradient": Hparam(False, "false: the reference code (the distillation term sends no gradient); "
+                                          "true: LwF as described"),
+    }
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)
-        if cfg["distill_factor"] <= 0 or cfg["temperature"] <= 0:
-            raise ValueError("distill_factor and temperature must be positive")
         self.teachers: dict[int, torch.nn.Module] = {}  # task id -> snapshot; plain dict: frozen, not optimised
 
     def train_step(self, x, y, step):

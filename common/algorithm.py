@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.config import load_yaml
+from common.config import Hparam, as_hparam, load_yaml
 from common.nets import Heads, build_backbone
 
 
@@ -34,12 +34,14 @@ class Algorithm(nn.Module):
     """Finetuning-style defaults: a plain backbone, one head per task, cross-entropy on the current head.
 
     Class attributes a method sets:
-    * `hparams`: its own config keys with their published defaults (merged with every parent's);
+    * `hparams`: its own config keys, each declared once as an `Hparam` (default, one-line help, choices or
+      range, paper equation), merged with every parent's (a child's declaration of a key replaces the parent's);
+      a plain default instead of an `Hparam` still works (type from the default, no help, no range);
     * `plateau_scheduler`: whether the reference code stepped ReduceLROnPlateau for it (automatic optimisation in
       Lightning) — HAT-family methods and EWC ran at a constant learning rate (`docs/fidelity.md#plateau_scheduler`).
     """
 
-    hparams: dict = {}
+    hparams: dict[str, Hparam] = {}
     plateau_scheduler: bool = True
     tensor_lists: tuple[str, ...] = ()  # bookkeeping held as plain lists of tensors, moved along by `.to(device)`
 
@@ -58,12 +60,22 @@ class Algorithm(nn.Module):
         return build_backbone(self.cfg["backbone"], input_shape, self.cfg["batch_norm"])
 
     @classmethod
-    def all_hparams(cls) -> dict:
-        """Hyperparameters of this class and its parents (children override)."""
+    def hparam_specs(cls) -> dict[str, Hparam]:
+        """Declarations of the hyperparameters of this class and its parents (children override)."""
         merged = {}
         for klass in reversed(cls.__mro__):
-            merged.update(getattr(klass, "hparams", {}) or {})
+            merged.update({k: as_hparam(v) for k, v in (getattr(klass, "hparams", {}) or {}).items()})
         return merged
+
+    @classmethod
+    def all_hparams(cls) -> dict:
+        """Class defaults of the hyperparameters of this class and its parents (children override)."""
+        return {name: spec.default for name, spec in cls.hparam_specs().items()}
+
+    @classmethod
+    def check_config(cls, cfg: dict) -> None:
+        """Checks across keys, run at configuration resolution (single values are checked by their `Hparam`
+        declaration); raise `common.config.ConfigError`. Subclasses extend it with `super().check_config(cfg)`."""
 
     @classmethod
     def yaml_defaults(cls) -> dict:

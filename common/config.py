@@ -8,14 +8,19 @@ A run's configuration is one flat dict, resolved in this order (later wins):
 4. a paper study's settings (`study=NAME` with `<package>/configs/studies/NAME.yaml`), if any;
 5. command-line `key=value` pairs.
 
-Every key must be known (an engine key or a hyperparameter of the chosen method); anything else is an error that
-names the closest valid keys. Values are checked against the type of their default.
+Every key is declared once, as an `Hparam` (default, one-line help, allowed choices or range, the paper equation it
+implements). Every key must be known (an engine key or a hyperparameter of the chosen method); anything else is an
+error that names the closest valid keys. Values are checked against the type of their default and against what the
+declaration allows, and then the method's own cross-key checks (`Algorithm.check_config`) run: all of it before any
+data is loaded or any reference run trains.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -26,46 +31,122 @@ class ConfigError(ValueError):
     """A configuration problem the user can fix (unknown key, bad value, missing file)."""
 
 
-# key: (default, type, help). `None` default means "must be given" or "taken from the benchmark YAML".
-ENGINE_KEYS: dict[str, tuple[object, type, str]] = {
-    "method": (None, str, "registered method name"),
-    "benchmark": (None, str, "benchmark name (pmnist, rmnist, smnist, scifar10, scifar100, combined20, combined5, synthetic)"),
-    "study": ("default", str, "folder that groups the runs of one study"),
-    "run_name": ("", str, "folder name of the run inside the study (default: the method name)"),
-    "seed": (1, int, "run seed: initialisation and batch order (data splits never depend on it)"),
-    "num_tasks": (None, int, "number of tasks"),
-    "epochs": (None, int, "epochs per task"),
-    "batch_size": (None, int, "training batch size (drop_last, as published)"),
-    "eval_batch_size": (2000, int, "batch size of test / validation passes (does not change results)"),
-    "backbone": (None, str, "mlp or resnet18"),
-    "batch_norm": (False, bool, "batch norm in the backbone"),
-    "setting": ("til", str, "til (one head per task) or dil (one shared head)"),
-    "lr": (1e-3, float, "Adam learning rate"),
-    "weight_decay": (0.0, float, "Adam (L2) weight decay"),
-    "plateau_scheduler": ("auto", str, "auto (as the method had it in the reference code), always or never"),
-    "plateau_patience": (10, int, "ReduceLROnPlateau patience (epochs)"),
-    "plateau_factor": (0.1, float, "ReduceLROnPlateau factor"),
-    "train_subset": (0, int, "use only the first N training samples of each task (0 = all); quick mode only"),
-    "references": ("auto", str, "auto: run or reuse joint/independent/random for FR and FWT (unlearning runs: retrain "
-                                "and original for DD and AG); none: skip them; only: unlearning references only"),
-    "device": ("cpu", str, "cpu or cuda[:k]"),
-    "threads": (0, int, "torch CPU threads (0 = torch default)"),
-    "data_dir": ("data", str, "where raw datasets and caches live"),
-    "out_dir": ("runs", str, "root of the run records"),
-    "log_every": (0, int, "print training loss every N steps (0 = only per epoch)"),
-    "unlearning_requests": ("", str, "continual unlearning: '' (none), 'published' (the papers' schedule) or "
-                                     "'after:ids' pairs such as '2:1,4:2,5:5'"),
-    "unlearnable_age": (4, int, "a task can be unlearned while (current task - task) < this age"),
-    "unlearnable_ages": ("", str, "per-task ages overriding unlearnable_age, e.g. '3:0,4:0' (CLPU-DER++)"),
-    "cul_reference": ("", str, "set by the runner for the unlearning references: retrain (never-unlearned tasks "
-                               "only) or original (all tasks), both without unlearning"),
-    "tf32": (False, bool, "speed switch (CUDA): TF32 matmuls and convolutions"),
-    "amp_bf16": (False, bool, "speed switch: bf16 autocast around the backbone only (HAT embeddings, gates, "
+class Hparam(NamedTuple):
+    """The declaration of one configuration key.
+
+    `Hparam(1e-6, "adjustment intensity", gt=0, equation="AdaHAT Eq. 9")`: the default (a method's YAML may set
+    the published value over it), a one-line help, and what is allowed: `choices`, or bounds `gt` / `ge` / `lt` /
+    `le`, or a regular expression `pattern` (with `allowed` describing it in words). `kind` is the value's type,
+    taken from the default unless given (a `None` default means "must be given" and a word, unless `kind` says
+    otherwise). A named tuple: `spec[0]` is the default, as in the older `(default, type, help)` entries.
+    """
+
+    default: object
+    help: str = ""
+    choices: tuple = ()
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    equation: str = ""
+    kind: type | None = None
+    pattern: str = ""
+    allowed: str = ""
+
+    def value_type(self) -> type:
+        if self.kind is not None:
+            return self.kind
+        return str if self.default is None else type(self.default)
+
+    def describe(self) -> str:
+        """What the key allows, in words: 'one of a, b', '> 0 and < 1', ... ('' when only its type is checked)."""
+        if self.allowed:
+            return self.allowed
+        if self.choices:
+            return "one of " + ", ".join(repr(c) if c == "" else str(c) for c in self.choices)
+        bounds = [f"{op} {bound:g}" for op, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt),
+                                                      ("<=", self.le)) if bound is not None]
+        if bounds:
+            return " and ".join(bounds)
+        return f"matching {self.pattern}" if self.pattern else ""
+
+    def violates(self, value) -> bool:
+        if value is None:
+            return False
+        if self.choices and value not in self.choices:
+            return True
+        if self.pattern and not re.fullmatch(self.pattern, str(value)):
+            return True
+        return any(bound is not None and not test(value, bound) for bound, test in (
+            (self.gt, lambda v, b: v > b), (self.ge, lambda v, b: v >= b), (self.lt, lambda v, b: v < b),
+            (self.le, lambda v, b: v <= b)))
+
+    def check(self, key: str, value, source: str = "") -> None:
+        """Raise a ConfigError naming the key, what it allows and the offending value (and where it was set)."""
+        if self.violates(value):
+            where = f" (set in {source})" if source else ""
+            raise ConfigError(f"{key} must be {self.describe()}, got {value!r}{where}")
+
+
+def as_hparam(entry) -> Hparam:
+    """An `Hparam` from a declaration: an `Hparam`, an older `(default, type, help)` tuple, or a plain default."""
+    if isinstance(entry, Hparam):
+        return entry
+    if isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[1], type):
+        return Hparam(entry[0], entry[2], kind=entry[1])
+    return Hparam(entry)
+
+
+
+
+def available_benchmarks() -> list[str]:
+    return sorted(p.stem for p in BENCHMARK_DIR.glob("*.yaml"))
+
+
+# Engine keys (every method has them). A `None` default is "must be given" or "taken from the benchmark YAML".
+ENGINE_KEYS: dict[str, Hparam] = {
+    "method": Hparam(None, "registered method name (see --help for the list)"),
+    "benchmark": Hparam(None, "benchmark name: " + ", ".join(available_benchmarks())),
+    "study": Hparam("default", "a study of the paper folder (<package>/configs/studies/<name>.yaml): its settings "
+                               "apply and its runs are grouped in one folder; default: no study"),
+    "run_name": Hparam("", "folder name of the run inside the study (default: the method name)"),
+    "seed": Hparam(1, "run seed: initialisation and batch order (data splits never depend on it)", ge=0),
+    "num_tasks": Hparam(None, "number of tasks", kind=int, ge=1),
+    "epochs": Hparam(None, "epochs per task", kind=int, ge=1),
+    "batch_size": Hparam(None, "training batch size (drop_last, as published)", kind=int, ge=1),
+    "eval_batch_size": Hparam(2000, "batch size of test / validation passes (does not change results)", ge=1),
+    "backbone": Hparam(None, "network: mlp or resnet18", choices=("mlp", "resnet18")),
+    "batch_norm": Hparam(False, "batch norm in the plain backbone (HAT-family masked networks: hat_batch_norm)"),
+    "setting": Hparam("til", "til (one head per task) or dil (one shared head)", choices=("til", "dil")),
+    "lr": Hparam(1e-3, "Adam learning rate", gt=0),
+    "weight_decay": Hparam(0.0, "Adam (L2) weight decay", ge=0),
+    "plateau_scheduler": Hparam("auto", "ReduceLROnPlateau on the validation loss: auto (as the method had it in "
+                                        "the reference code), always or never", choices=("auto", "always", "never")),
+    "plateau_patience": Hparam(10, "ReduceLROnPlateau patience (epochs)", ge=0),
+    "plateau_factor": Hparam(0.1, "ReduceLROnPlateau factor", gt=0, lt=1),
+    "train_subset": Hparam(0, "use only the first N training samples of each task (0 = all); quick mode only", ge=0),
+    "references": Hparam("auto", "auto: run or reuse joint/independent/random for FR and FWT (unlearning runs: "
+                                 "retrain and original for DD and AG); none: skip them; only: unlearning references "
+                                 "only", choices=("auto", "none", "only")),
+    "device": Hparam("cpu", "cpu or cuda[:k]", pattern=r"cpu|cuda(:\d+)?", allowed="cpu, cuda or cuda:<k>"),
+    "threads": Hparam(0, "torch CPU threads (0 = torch default)", ge=0),
+    "data_dir": Hparam("data", "where raw datasets and caches live"),
+    "out_dir": Hparam("runs", "root of the run records"),
+    "log_every": Hparam(0, "print training loss every N steps (0 = only per epoch)", ge=0),
+    "unlearning_requests": Hparam("", "continual unlearning: '' (none), 'published' (the papers' schedule) or "
+                                      "'after:ids' pairs such as '2:1,4:2,5:5'"),
+    "unlearnable_age": Hparam(4, "a task can be unlearned while (current task - task) < this age", ge=1),
+    "unlearnable_ages": Hparam("", "per-task ages overriding unlearnable_age, e.g. '3:0,4:0' (CLPU-DER++)"),
+    "cul_reference": Hparam("", "set by the runner for the unlearning references: retrain (never-unlearned tasks "
+                                "only) or original (all tasks), both without unlearning",
+                            choices=("", "retrain", "original")),
+    "tf32": Hparam(False, "speed switch (CUDA): TF32 matmuls and convolutions"),
+    "amp_bf16": Hparam(False, "speed switch: bf16 autocast around the backbone only (HAT embeddings, gates, "
                               "compensation and heads stay fp32)"),
-    "compile": (False, bool, "speed switch: torch.compile the backbone's forward (HAT embeddings, gates, "
+    "compile": Hparam(False, "speed switch: torch.compile the backbone's forward (HAT embeddings, gates, "
                              "compensation and heads stay outside)"),
-    "compile_backend": ("inductor", str, "torch.compile backend for compile=true (inductor; aot_eager to check "
-                                         "the tracing without code generation)"),
+    "compile_backend": Hparam("inductor", "torch.compile backend for compile=true (inductor; aot_eager to check "
+                                          "the tracing without code generation)"),
 }
 
 # The reference learners behind FWT (independent) and FR (joint, random); ordinary runs, cached per reference key.
@@ -82,7 +163,7 @@ def parse_cli(argv: list[str]) -> dict:
     out = {}
     for item in argv:
         if "=" not in item:
-            raise ConfigError(f"expected key=value, got {item!r}")
+            raise ConfigError(f"expected key=value (or --help, --print-config), got {item!r}")
         key, value = item.split("=", 1)
         out[key.strip()] = value  # parsed by `coerce` according to the key's type
     return out
@@ -134,28 +215,28 @@ def coerce(key: str, value, kind: type):
     return value
 
 
-def schema_for(method_cls) -> dict[str, tuple[object, type, str]]:
-    """Engine keys plus the method's hyperparameters ({name: default})."""
-    schema = dict(ENGINE_KEYS)
-    for name, default in method_cls.all_hparams().items():
-        kind = type(default) if default is not None else str
-        schema[name] = (default, kind, f"{method_cls.__name__} hyperparameter")
+def schema_for(method_cls) -> dict[str, Hparam]:
+    """Engine keys plus the method's hyperparameters, every one as an `Hparam`."""
+    schema = {key: as_hparam(spec) for key, spec in ENGINE_KEYS.items()}
+    schema.update(method_cls.hparam_specs())
     return schema
 
 
-def merge_layer(cfg: dict, layer: dict, schema: dict, source: str) -> None:
-    """Apply one layer of settings, rejecting unknown keys with a suggestion."""
+def merge_layer(cfg: dict, layer: dict, schema: dict, source: str, sources: dict | None = None) -> None:
+    """Apply one layer of settings, rejecting unknown keys with a suggestion; `sources` records where each key
+    was last set."""
     for key, value in layer.items():
         if key not in schema:
             close = difflib.get_close_matches(key, schema, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ConfigError(f"unknown config key {key!r} in {source}{hint}; valid keys: {', '.join(sorted(schema))}")
-        _, kind, _ = schema[key]
-        cfg[key] = coerce(key, value, kind)
+        cfg[key] = coerce(key, value, schema[key].value_type())
+        if sources is not None:
+            sources[key] = source
 
 
 def resolve(cli: dict, methods: dict, study_layer: dict | None = None) -> dict:
-    """Resolve the full configuration of one run from the command line and the registry `methods`."""
+    """Resolve and check the full configuration of one run from the command line and the registry `methods`."""
     method = cli.get("method")
     if method is None:
         raise ConfigError("method=... is required; registered methods: " + ", ".join(sorted(methods)))
@@ -163,22 +244,40 @@ def resolve(cli: dict, methods: dict, study_layer: dict | None = None) -> dict:
         raise ConfigError(f"unknown method {method!r}; registered methods: {', '.join(sorted(methods))}")
     method_cls = methods[method]
     schema = schema_for(method_cls)
-    cfg = {key: default for key, (default, _, _) in schema.items()}
-    merge_layer(cfg, method_cls.yaml_defaults(), schema, f"{method}.yaml")
+    cfg = {key: spec.default for key, spec in schema.items()}
+    sources: dict[str, str] = {}
+    merge_layer(cfg, method_cls.yaml_defaults(), schema, f"{method}.yaml", sources)
     benchmark = cli.get("benchmark")
     if benchmark is None:
         raise ConfigError("benchmark=... is required; available: " + ", ".join(available_benchmarks()))
-    merge_layer(cfg, benchmark_yaml(benchmark), schema, f"benchmark {benchmark}")
+    merge_layer(cfg, benchmark_yaml(benchmark), schema, f"benchmark {benchmark}", sources)
     if study_layer:
-        merge_layer(cfg, study_layer, schema, "study file")
-    merge_layer(cfg, cli, schema, "the command line")
+        merge_layer(cfg, study_layer, schema, "the study file", sources)
+    merge_layer(cfg, cli, schema, "the command line", sources)
     cfg["method"], cfg["benchmark"] = method, benchmark
+    for key, spec in schema.items():
+        spec.check(key, cfg[key], sources.get(key, ""))
     validate(cfg)
+    method_cls.check_config(cfg)
+    check_unlearning(cfg, methods)
     return cfg
 
 
-def available_benchmarks() -> list[str]:
-    return sorted(p.stem for p in BENCHMARK_DIR.glob("*.yaml"))
+def available_studies(package_dir: Path) -> list[str]:
+    return sorted(p.stem for p in (Path(package_dir) / "configs" / "studies").glob("*.yaml"))
+
+
+def study_path(package_dir: Path, study: str | None) -> Path | None:
+    """The file of study `study` of a paper folder; None for the default study (no file, no settings). An unknown
+    name is an error listing the folder's studies."""
+    if not study or study == ENGINE_KEYS["study"].default:
+        return None
+    path = Path(package_dir) / "configs" / "studies" / f"{study}.yaml"
+    if not path.exists():
+        names = available_studies(package_dir)
+        raise ConfigError(f"unknown study {study!r}; studies of {Path(package_dir).name}: "
+                          f"{', '.join(names) or 'none'} (or default: no study)")
+    return path
 
 
 def benchmark_yaml(name: str) -> dict:
@@ -189,26 +288,29 @@ def benchmark_yaml(name: str) -> dict:
 
 
 def validate(cfg: dict) -> None:
-    """Value checks that do not depend on the method."""
+    """Engine checks that involve more than one key (single values are checked by their `Hparam`)."""
     for key in ("num_tasks", "epochs", "batch_size", "backbone"):
         if cfg[key] is None:
             raise ConfigError(f"{key} is not set (neither by the benchmark YAML nor on the command line)")
-    for key in ("num_tasks", "epochs", "batch_size", "eval_batch_size"):
-        if cfg[key] < 1:
-            raise ConfigError(f"{key} must be at least 1, got {cfg[key]}")
-    if cfg["seed"] < 0 or cfg["train_subset"] < 0 or cfg["threads"] < 0:
-        raise ConfigError("seed, train_subset and threads must not be negative")
-    choices = {"backbone": ("mlp", "resnet18"), "setting": ("til", "dil"), "references": ("auto", "none", "only"),
-               "plateau_scheduler": ("auto", "always", "never"), "cul_reference": ("", "retrain", "original")}
-    for key, allowed in choices.items():
-        if cfg[key] not in allowed:
-            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {cfg[key]!r}")
-    if cfg["lr"] <= 0 or cfg["weight_decay"] < 0:
-        raise ConfigError("lr must be > 0 and weight_decay >= 0")
-    if cfg["unlearnable_age"] < 1:
-        raise ConfigError("unlearnable_age must be at least 1")
-    if not (cfg["device"] == "cpu" or cfg["device"].startswith("cuda")):
-        raise ConfigError(f"device must be cpu or cuda[:k], got {cfg['device']!r}")
+    if cfg["references"] == "only" and not cfg["unlearning_requests"].strip():
+        raise ConfigError("references=only is for unlearning runs (it trains their two references); "
+                          "allowed here: auto, none")
+
+
+def check_unlearning(cfg: dict, methods: dict) -> None:
+    """An unlearning schedule must be one the run can carry out, with a method that can unlearn."""
+    if not cfg["unlearning_requests"].strip():
+        return
+    from common.unlearning import UnlearningConfigError, UnlearningProtocol
+
+    try:
+        UnlearningProtocol.from_config(cfg)
+    except UnlearningConfigError as err:
+        raise ConfigError(f"unlearning_requests={cfg['unlearning_requests']!r} cannot be carried out: {err}") from None
+    if not cfg["cul_reference"] and not methods[cfg["method"]].unlearnable:
+        unlearnable = sorted(name for name, cls in methods.items() if cls.unlearnable)
+        raise ConfigError(f"method {cfg['method']!r} cannot unlearn (unlearning_requests is set); methods that can: "
+                          f"{', '.join(unlearnable) or 'none in this registry'}")
 
 
 def run_name(cfg: dict) -> str:

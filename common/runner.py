@@ -258,16 +258,20 @@ def ensure_unlearning_reference(cfg: dict, kind: str, methods: dict) -> Path:
 
 
 def main(argv: list[str], methods: dict, package_dir: Path) -> int:
-    """Command-line entry point shared by the paper folders; returns the exit code."""
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        print("registered methods: " + ", ".join(sorted(methods)))
-        print("config keys: " + ", ".join(sorted(config_lib.ENGINE_KEYS)) + " (+ the method's hyperparameters)")
-        return 0
+    """Command-line entry point shared by the paper folders; returns the exit code. `--help` (with `method=NAME`:
+    that method's hyperparameters) and `--print-config` (the resolved configuration and run folder) run nothing."""
+    from common import cli as cli_help
+
     try:
-        cli = config_lib.parse_cli(argv)
+        flags, cli = cli_help.split_flags(argv)
+        if not argv or "--help" in flags:
+            print(cli_help.help_text(cli, methods, package_dir, __doc__))
+            return 0
         cli, layer = apply_study(package_dir, cli)
         cfg = config_lib.resolve(cli, methods, layer)
+        if "--print-config" in flags:
+            print(cli_help.config_text(cfg), end="")
+            return 0
         run(cfg, methods)
     except (config_lib.ConfigError, records.RecordError, DataMissingError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

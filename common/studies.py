@@ -102,7 +102,7 @@ def apply_study(package_dir: Path, cli: dict) -> tuple[dict, dict | None]:
     (`adahat_alpha2e-6: {method: adahat, alpha: 2.0e-6}`), so `method=adahat_alpha2e-6` selects that entry.
     """
     study = cli.get("study")
-    if not study or not study_path(package_dir, study).exists():
+    if config_lib.study_path(package_dir, study) is None:  # the default study; an unknown name is an error
         return cli, None
     data = read_study(package_dir, study)
     entry_name, benchmark = cli.get("method"), cli.get("benchmark")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from adahat.adahat import AdaHAT
+from common.config import Hparam
 from common.hat import parameter_wise, rate
 from fg_adahat.importance import MEASURES, StepContext, input_contribution_utility
 
@@ -24,20 +25,40 @@ SUMMING = ("add_all", "add_latest", "add_average")
 
 class FGAdaHAT(AdaHAT):
     name = "fgadahat"
-    hparams = {"alpha": 1.5e-7, "importance": "ig", "base_importance": 1e-8, "base_sparsity_reg": 0.1,
-               "base_linear": 5.0, "importance_scheduler": "linear_sparsity_reg", "importance_summing": "add_all",
-               "aggregation": "min", "step_multiply_training_mask": True, "filter_by_cumulative_mask": False,
-               "filter_unmasked_importance": False, "afi_semantics": "paper"}
+    hparams = {
+        "alpha": Hparam(1.5e-7, "adjustment intensity alpha of a = alpha / (c^t_l I + alpha)", gt=0,
+                        equation="FG-AdaHAT adjustment rate (docs/fg_adahat.md)"),
+        "importance": Hparam("ig", "neuron importance measure u_l (fg_adahat/importance.py)",
+                             choices=tuple(MEASURES)),
+        "base_importance": Hparam(1e-8, "b_I, added to every task's importance at the task end", ge=0,
+                                  equation="FG-AdaHAT importance I^t (docs/fg_adahat.md)"),
+        "base_sparsity_reg": Hparam(0.1, "b_R, added to the network sparsity in c^t_l", ge=0,
+                                    equation="FG-AdaHAT scheduler c^t_l = (t + b_L)(R_l + b_R)"),
+        "base_linear": Hparam(5.0, "b_L, added to the task index in c^t_l (linear_sparsity_reg)", ge=0,
+                              equation="FG-AdaHAT scheduler c^t_l = (t + b_L)(R_l + b_R)"),
+        "importance_scheduler": Hparam("linear_sparsity_reg", "c^t_l = (t + b_L)(R_l + b_R) (published) or "
+                                                              "R_l + b_R (sparsity_reg, ablation case 1)",
+                                       choices=SCHEDULERS, equation="FG-AdaHAT scheduler (docs/fg_adahat.md)"),
+        "importance_summing": Hparam("add_all", "how task importances sum into I^{<t}: add_all (sum of "
+                                                "(t - tau) I^tau, published), add_latest or add_average",
+                                     choices=SUMMING),
+        "aggregation": Hparam("min", "neuron-to-weight importance: Agg(I_i, I_j) of the two units a weight joins",
+                              choices=("min", "max", "mean")),
+        "step_multiply_training_mask": Hparam(True, "multiply each step's normalised importance by the soft "
+                                                    "training mask"),
+        "filter_by_cumulative_mask": Hparam(False, "multiply the weight importance by HAT's protection "
+                                                   "min(M_i, M_j) at every task start"),
+        "filter_unmasked_importance": Hparam(False, "multiply the task's importance by its stored mask at the "
+                                                    "task end"),
+        "afi_semantics": Hparam("paper", "AFI measure: paper (computed as ICU, as the paper-time code did) or "
+                                         "described (squared gradient x activation)",
+                                choices=("paper", "described")),
+    }
     wants_activations = True
     tensor_lists = AdaHAT.tensor_lists + ("importance_sum",)
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)
-        checks = {"importance": tuple(MEASURES), "importance_scheduler": SCHEDULERS, "importance_summing": SUMMING,
-                  "aggregation": ("min", "max", "mean"), "afi_semantics": ("paper", "described")}
-        for key, allowed in checks.items():
-            if cfg[key] not in allowed:
-                raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {cfg[key]!r}")
         zeros = [torch.zeros_like(c) for c in self.cumulative]
         self.importance_sum = [z.clone() for z in zeros]  # I^{<t}
         self.task_importances: list[list[torch.Tensor]] = []  # I^tau of every finished task

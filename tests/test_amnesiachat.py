@@ -234,12 +234,12 @@ def test_references_are_shared_by_variants_that_differ_only_in_how_they_unlearn(
 
 
 def test_a_method_that_cannot_unlearn_is_refused(tmp_path):
-    cfg = make_cfg("finetuning", tmp_path)
+    # refused when the configuration is resolved, before any data or reference run
     with pytest.raises(config.ConfigError, match="cannot unlearn"):
-        runner.run(cfg, METHODS)
-    bad = make_cfg("amnesiachat", tmp_path, unlearning_requests="5:1")
-    with pytest.raises(ValueError, match="no longer unlearnable"):
-        runner.run(bad, METHODS)
+        make_cfg("finetuning", tmp_path)
+    with pytest.raises(config.ConfigError, match="no longer unlearnable"):
+        make_cfg("amnesiachat", tmp_path, unlearning_requests="5:1")
+    assert not any(tmp_path.iterdir())
 
 
 def test_main_run_metrics_json_is_strict(tmp_path, one_thread):

@@ -177,8 +177,11 @@ def test_study_layer_between_benchmark_and_cli(tmp_path):
     cli, layer = runner.apply_study(tmp_path, {**BASE, "method": "ft_small", "study": "mine"})
     cfg = config.resolve(cli, METHODS, layer)
     assert cfg["method"] == "finetuning" and cfg["run_name"] == "ft_small" and cfg["batch_size"] == 8
-    # a study name without a file is only a folder name
-    assert runner.apply_study(tmp_path, {**BASE, "study": "nofile"})[1] is None
+    # the default study has no file and no settings; any other name must be a study file of the folder
+    assert runner.apply_study(tmp_path, {**BASE, "study": "default"})[1] is None
+    assert runner.apply_study(tmp_path, BASE)[1] is None
+    with pytest.raises(ConfigError, match=r"unknown study 'nofile'.*mine"):
+        runner.apply_study(tmp_path, {**BASE, "study": "nofile"})
 
 
 # --- the command line: exit code 2 and one `error:` line ----------------------------------------------------------
