@@ -29,7 +29,12 @@ class ConfigError(ValueError):
 # key: (default, type, help). `None` default means "must be given" or "taken from the benchmark YAML".
 ENGINE_KEYS: dict[str, tuple[object, type, str]] = {
     "method": (None, str, "registered method name"),
-    "benchmark": (None, str, "benchmark name (pmnist, rmnist, smnist, scifar10, scifar100, combined20, combined5, synthetic)"),
+    "benchmark": (None, str, "benchmark: a constructor (permuted, rotated, split, combined) or a fixed name (pmnist, "
+                             "rmnist, smnist, scifar10, scifar100, combined20, combined5, synthetic)"),
+    "dataset": ("", str, "dataset of benchmark=permuted|rotated|split (a name registered in common.data)"),
+    "datasets": ("", str, "comma-separated datasets of benchmark=combined, one per task, in task order"),
+    "class_order_seed": (0, int, "benchmark=split: 0 or -1 deals the classes in numeric order, K > 0 in a seeded "
+                                 "random order"),
     "study": ("default", str, "folder that groups the runs of one study"),
     "run_name": ("", str, "folder name of the run inside the study (default: the method name)"),
     "seed": (1, int, "run seed: initialisation and batch order (data splits never depend on it)"),
@@ -72,7 +77,7 @@ ENGINE_KEYS: dict[str, tuple[object, type, str]] = {
 REFERENCES = ("joint", "independent", "random")
 
 # Keys that decide a reference run (joint / independent / random); see `reference_config`.
-REFERENCE_KEYS = ("benchmark", "num_tasks", "epochs", "batch_size", "backbone", "batch_norm", "setting", "lr",
+REFERENCE_KEYS = ("benchmark", "dataset", "datasets", "class_order_seed", "num_tasks", "epochs", "batch_size", "backbone", "batch_norm", "setting", "lr",
                   "weight_decay", "plateau_scheduler", "plateau_patience", "plateau_factor", "train_subset", "seed",
                   "device", "data_dir", "out_dir", "eval_batch_size", "threads")
 
@@ -173,6 +178,8 @@ def resolve(cli: dict, methods: dict, study_layer: dict | None = None) -> dict:
         merge_layer(cfg, study_layer, schema, "study file")
     merge_layer(cfg, cli, schema, "the command line")
     cfg["method"], cfg["benchmark"] = method, benchmark
+    from common import benchmark_config  # imports this module
+    benchmark_config.check(cfg)
     validate(cfg)
     return cfg
 
