@@ -228,7 +228,7 @@ def reference_config(cfg: dict, reference: str) -> dict:
     References use the plain backbone of the main run: the same batch-norm flag (masked HAT-family networks have
     none), optimiser, epochs, batch size and seed, so every method with the same key shares them.
     """
-    ref = {key: cfg[key] for key in REFERENCE_KEYS}
+    ref = {key: cfg.get(key, ENGINE_KEYS[key][0]) for key in REFERENCE_KEYS}  # a record older than a key: default
     ref["method"] = reference
     return ref
 

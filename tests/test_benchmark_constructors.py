@@ -356,6 +356,9 @@ def test_records_made_before_the_constructor_keys_are_reused(tmp_path, no_data):
     old = {k: v for k, v in cfg.items() if k not in benchmark_config.BENCHMARK_KEYS}
     (folder / "config.yaml").write_text(config.dump(old))
     records.check_same_config(folder, cfg)  # no error: the new keys sit at their defaults
+    assert records.run_folder(old) == folder
+    assert config.reference_config(old, "joint") == config.reference_config(cfg, "joint")
+    assert runner.finished_references(old, METHODS) is None  # looked up (none trained here), no KeyError
     with pytest.raises(records.RecordError, match="dataset"):
         records.check_same_config(folder, dict(cfg, dataset="kmnist"))
 
