@@ -11,7 +11,7 @@ Four constructors build a benchmark from any dataset registered in `common.data.
 The fixed names resolve to them: pmnist = permuted mnist, rmnist = rotated mnist, smnist / scifar10 / scifar100 =
 split mnist / cifar10 / cifar100 (numeric order), combined20 / combined5 = combined over their published members.
 `synthetic` and `synthetic_rgb` are generated test data, not a dataset. A fixed name takes neither `dataset`,
-`datasets` nor `class_order_seed`.
+`datasets` nor `class_order_seed` (other than the numeric order, 0 or -1).
 
 Naming rule (folders, reference runs): a fixed name keeps its own name as its label (`pmnist`), so records made
 before the constructors existed keep their folders and reference keys. A constructor's label names its data:
@@ -101,15 +101,14 @@ def combined_label(members: tuple[str, ...]) -> str:
 
 def fixed_spec(name: str, dataset: str, datasets: str, class_order_seed: int) -> Spec:
     given = [f"{k}={v}" for k, v in (("dataset", dataset), ("datasets", datasets),
-                                     ("class_order_seed", class_order_seed)) if v not in ("", 0)]
+                                     ("class_order_seed", class_order_seed)) if v not in ("", 0, -1)]
     if given:
         kind = FIXED[name][0] if name in FIXED else None
         hint = f"; for other data use benchmark={kind} with its keys" if kind else ""
         raise ConfigError(f"benchmark={name} is a fixed benchmark and takes no {', '.join(given)}{hint}; "
                           f"the constructors {', '.join(CONSTRUCTORS)} take them")
     if name in SYNTHETIC:
-        return Spec(name, "synthetic", shape=(3, 32, 32) if name == "synthetic_rgb" else (1, 28, 28),
-                    prefix=name, label=name)
+        return Spec(name, "synthetic", prefix=name, label=name)
     kind, members = FIXED[name]
     if kind == "combined":
         from common.data import COMBINED

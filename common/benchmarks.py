@@ -211,10 +211,14 @@ def synthetic(num_tasks: int, data_dir: str, image_shape=(1, 28, 28), num_classe
     return tasks
 
 
+# the generated test benchmarks, by name: builder(num_tasks, data_dir)
+BUILDERS = {"synthetic": synthetic, "synthetic_rgb": lambda n, d: synthetic(n, d, image_shape=(3, 32, 32))}
+
+
 def build_tasks(spec: Spec, num_tasks: int, data_dir: str) -> list[Task]:
     """The tasks of a resolved benchmark `Spec`."""
     if spec.kind == "synthetic":
-        return synthetic(num_tasks, data_dir, image_shape=spec.shape)
+        return BUILDERS[spec.name](num_tasks, data_dir)
     if spec.kind == "combined":
         return combined(spec.datasets, spec.shape, num_tasks, data_dir, spec.label)
     if spec.kind == "split":

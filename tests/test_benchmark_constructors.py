@@ -287,6 +287,7 @@ def test_constructor_defaults(no_data):
     assert resolve(benchmark="split", dataset="cifar10")["num_tasks"] == 5
     assert resolve(benchmark="combined", datasets="mnist, kmnist,fashion_mnist")["num_tasks"] == 3
     assert resolve(benchmark="split", dataset="mnist", class_order_seed=-1)["class_order_seed"] == 0
+    assert resolve(benchmark="smnist", class_order_seed=-1)["class_order_seed"] == 0  # numeric, as smnist is
     pmnist = resolve(benchmark="pmnist")
     assert (pmnist["dataset"], pmnist["datasets"], pmnist["class_order_seed"]) == ("", "", 0)
 
