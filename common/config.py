@@ -77,9 +77,9 @@ ENGINE_KEYS: dict[str, tuple[object, type, str]] = {
 REFERENCES = ("joint", "independent", "random")
 
 # Keys that decide a reference run (joint / independent / random); see `reference_config`.
-REFERENCE_KEYS = ("benchmark", "dataset", "datasets", "class_order_seed", "num_tasks", "epochs", "batch_size", "backbone", "batch_norm", "setting", "lr",
-                  "weight_decay", "plateau_scheduler", "plateau_patience", "plateau_factor", "train_subset", "seed",
-                  "device", "data_dir", "out_dir", "eval_batch_size", "threads")
+REFERENCE_KEYS = ("benchmark", "dataset", "datasets", "class_order_seed", "num_tasks", "epochs", "batch_size",
+                  "backbone", "batch_norm", "setting", "lr", "weight_decay", "plateau_scheduler", "plateau_patience",
+                  "plateau_factor", "train_subset", "seed", "device", "data_dir", "out_dir", "eval_batch_size", "threads")
 
 
 def parse_cli(argv: list[str]) -> dict:
@@ -226,7 +226,10 @@ def reference_config(cfg: dict, reference: str) -> dict:
     """The configuration of a reference run (joint, independent or random) for the main run `cfg`.
 
     References use the plain backbone of the main run: the same batch-norm flag (masked HAT-family networks have
-    none), optimiser, epochs, batch size and seed, so every method with the same key shares them.
+    none), optimiser, epochs, batch size and seed, so every method with the same key shares them. The benchmark's
+    data (`dataset`, `datasets`, `class_order_seed`) is part of the key and of the folder: a fixed name keeps its
+    own name, a constructor is filed under a label naming its data (`common.benchmark_config`), so
+    `benchmark=permuted dataset=kmnist` never shares a reference with `pmnist`.
     """
     ref = {key: cfg.get(key, ENGINE_KEYS[key][0]) for key in REFERENCE_KEYS}  # a record older than a key: default
     ref["method"] = reference
