@@ -1,12 +1,17 @@
-"""Continual-learning benchmarks built from the raw sources (`docs/benchmarks.md`).
+"""Continual-learning benchmarks built from the raw datasets (`docs/benchmarks.md`,
+`docs/benchmark_constructors.md`).
 
 A benchmark is a list of `Task`s. Each task keeps uint8 images on the run's device and a per-batch `transform`
 (uint8 -> float, optional pixel permutation, normalisation with the original dataset's statistics). Training
 batches are index slices of a `randperm`; there is no DataLoader anywhere.
 
-Data randomness never depends on the run seed: Permuted MNIST task t uses permutation seed t - 1 (task 1 draws
-from a fresh, default-seeded generator, so it is permuted too, as in the reference code), and every 90/10
-train/validation split uses seed 42.
+Four constructors build every benchmark over the registered datasets: `permuted`, `rotated`, `split` and
+`combined`; the fixed names (`pmnist`, `rmnist`, `smnist`, `scifar10`, `scifar100`, `combined20`, `combined5`)
+are these constructors over their published data (`common.benchmark_config` holds the names and their checks).
+
+Data randomness never depends on the run seed: permuted task t uses permutation seed t - 1 (task 1 draws from a
+fresh, default-seeded generator, so it is permuted too, as in the reference code), a seeded class order uses its
+own `class_order_seed`, and every 90/10 train/validation split uses seed 42.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from common.data import COMBINED, RawData, load_source, seeded_split
+from common.benchmark_config import Spec, check_num_tasks, spec_of
+from common.data import RawData, load_source, seeded_split
 
 VAL_FRACTION = 0.1
 
@@ -67,11 +73,30 @@ def split_indices(n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def make_task(task_id: int, name: str, num_classes: int, raw: RawData, train_x, train_y, test_x, test_y,
-              permutation=None) -> Task:
-    """Split the official training part 90/10 (seed 42) and wrap everything in a Task."""
-    tr, va = split_indices(len(train_y))
-    return Task(task_id, name, num_classes, train_x[tr], train_y[tr], train_x[va], train_y[va], test_x, test_y,
+              permutation=None, val=None) -> Task:
+    """Wrap the parts in a Task. `val`: (images, labels) of the dataset's own validation part; without one the
+    official training part is split 90/10 (seed 42)."""
+    if val is None:
+        tr, va = split_indices(len(train_y))
+        train_x, train_y, val = train_x[tr], train_y[tr], (train_x[va], train_y[va])
+    return Task(task_id, name, num_classes, train_x, train_y, val[0], val[1], test_x, test_y,
                 torch.tensor(raw.mean), torch.tensor(raw.std), permutation)
+
+
+def whole_task(task_id: int, name: str, raw: RawData, images=None) -> Task:
+    """A Task holding all of `raw` (its own validation part where it has one), images passed through `images`."""
+    images = images or (lambda x: x)
+    val = None if raw.val_x is None else (images(raw.val_x), raw.val_y)
+    return make_task(task_id, name, raw.num_classes, raw, images(raw.train_x), raw.train_y, images(raw.test_x),
+                     raw.test_y, val=val)
+
+
+def make_task_own_val(task_id: int, name: str, raw: RawData) -> Task:
+    """A Task from a dataset with its own validation part (DTD, Country211): no 90/10 split of the training part."""
+    return whole_task(task_id, name, raw)
+
+
+# --- permuted -------------------------------------------------------------------------------------------------------
 
 
 def pmnist_permutation(task_id: int, num_pixels: int = 784) -> torch.Tensor:
@@ -84,12 +109,26 @@ def pmnist_permutation(task_id: int, num_pixels: int = 784) -> torch.Tensor:
     return torch.randperm(num_pixels, generator=generator)
 
 
-def permuted_mnist(num_tasks: int, data_dir: str) -> list[Task]:
-    raw = load_source("mnist", data_dir)
-    base = make_task(1, "pmnist-1", 10, raw, raw.train_x, raw.train_y, raw.test_x, raw.test_y)
-    # all tasks share the same image tensors; only the permutation differs
-    return [replace(base, id=t, name=f"pmnist-{t}", permutation=pmnist_permutation(t, raw.train_x[0].numel()))
+def pixel_permutation(task_id: int, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """Task `task_id`'s permutation of the pixel positions (H x W), the same in every channel, as an index into the
+    flattened C x H x W image (for one channel it is `pmnist_permutation` itself)."""
+    channels, height, width = image_shape
+    positions = pmnist_permutation(task_id, height * width)
+    if channels == 1:
+        return positions
+    return (torch.arange(channels).view(-1, 1) * (height * width) + positions.view(1, -1)).flatten()
+
+
+def permuted(dataset: str, num_tasks: int, data_dir: str, prefix: str) -> list[Task]:
+    """Task t: all of `dataset` with its pixels permuted by `pixel_permutation(t)`; the tasks share the images."""
+    raw = load_source(dataset, data_dir)
+    base = whole_task(1, f"{prefix}-1", raw)
+    shape = tuple(raw.train_x.shape[1:])
+    return [replace(base, id=t, name=f"{prefix}-{t}", permutation=pixel_permutation(t, shape))
             for t in range(1, num_tasks + 1)]
+
+
+# --- rotated --------------------------------------------------------------------------------------------------------
 
 
 def rotate(x: torch.Tensor, angle: float) -> torch.Tensor:
@@ -98,27 +137,63 @@ def rotate(x: torch.Tensor, angle: float) -> torch.Tensor:
     return x if angle == 0 else tv_rotate(x, angle, fill=0)
 
 
-def rotated_mnist(num_tasks: int, data_dir: str) -> list[Task]:
-    raw = load_source("mnist", data_dir)
+def rotated(dataset: str, num_tasks: int, data_dir: str, prefix: str) -> list[Task]:
+    """Task t: all of `dataset` rotated counter-clockwise by 180 (t - 1) / T degrees."""
+    raw = load_source(dataset, data_dir)
     angles = [180.0 * k / num_tasks for k in range(num_tasks)]
-    return [make_task(t, f"rmnist-{angle:g}deg", 10, raw, rotate(raw.train_x, angle), raw.train_y,
-                      rotate(raw.test_x, angle), raw.test_y) for t, angle in enumerate(angles, start=1)]
+    return [whole_task(t, f"{prefix}-{angle:g}deg", raw, lambda x, a=angle: rotate(x, a))
+            for t, angle in enumerate(angles, start=1)]
 
 
-def class_split(source: str, num_tasks: int, data_dir: str, prefix: str) -> list[Task]:
-    """Split a dataset's classes in plain numeric order into `num_tasks` equal groups; labels remapped per task."""
+# --- split ----------------------------------------------------------------------------------------------------------
+
+
+def class_order(num_classes: int, seed: int = 0) -> torch.Tensor:
+    """The order in which the classes are dealt to the tasks: numeric for seed 0 (or -1), else a permutation from
+    a generator seeded `seed` (independent of the run seed)."""
+    if seed <= 0:
+        return torch.arange(num_classes)
+    return torch.randperm(num_classes, generator=torch.Generator().manual_seed(seed))
+
+
+def class_split(source: str, num_tasks: int, data_dir: str, prefix: str, class_order_seed: int = 0) -> list[Task]:
+    """Deal a dataset's classes (in `class_order`) into `num_tasks` equal groups; task t holds the t-th group, its
+    labels remapped to the classes' positions in the group (0..per_task-1)."""
     raw = load_source(source, data_dir)
     if raw.num_classes % num_tasks:
         raise ValueError(f"{source} has {raw.num_classes} classes, not divisible into {num_tasks} tasks")
     per_task = raw.num_classes // num_tasks
+    position = torch.empty(raw.num_classes, dtype=torch.long)
+    position[class_order(raw.num_classes, class_order_seed)] = torch.arange(raw.num_classes)
+
+    def part(x, y, t):
+        keep = position[y] // per_task == t - 1
+        return x[keep], position[y[keep]] % per_task
+
     tasks = []
     for t in range(1, num_tasks + 1):
-        first = (t - 1) * per_task
-        train = (raw.train_y >= first) & (raw.train_y < first + per_task)
-        test = (raw.test_y >= first) & (raw.test_y < first + per_task)
-        tasks.append(make_task(t, f"{prefix}-{t}", per_task, raw, raw.train_x[train], raw.train_y[train] - first,
-                               raw.test_x[test], raw.test_y[test] - first))
+        train_x, train_y = part(raw.train_x, raw.train_y, t)
+        test_x, test_y = part(raw.test_x, raw.test_y, t)
+        val = None if raw.val_x is None else part(raw.val_x, raw.val_y, t)
+        tasks.append(make_task(t, f"{prefix}-{t}", per_task, raw, train_x, train_y, test_x, test_y, val=val))
     return tasks
+
+
+# --- combined -------------------------------------------------------------------------------------------------------
+
+
+def combined(members: tuple[str, ...], shape: tuple[int, int, int], num_tasks: int, data_dir: str,
+             name: str = "combined") -> list[Task]:
+    """One whole dataset per task in the given order, every image in `shape`; the task's classes are the dataset's.
+    `num_tasks` below the number of members takes the first ones. Validation: the dataset's own part where it has
+    one, else 90/10 (seed 42)."""
+    if not 1 <= num_tasks <= len(members):
+        raise ValueError(f"{name} has {len(members)} tasks; num_tasks={num_tasks} is not 1..{len(members)}")
+    return [whole_task(t, member, load_source(member, data_dir, shape=shape))
+            for t, member in enumerate(members[:num_tasks], start=1)]
+
+
+# --- synthetic ------------------------------------------------------------------------------------------------------
 
 
 def synthetic(num_tasks: int, data_dir: str, image_shape=(1, 28, 28), num_classes: int = 4,
@@ -136,49 +211,29 @@ def synthetic(num_tasks: int, data_dir: str, image_shape=(1, 28, 28), num_classe
     return tasks
 
 
-def make_task_own_val(task_id: int, name: str, raw: RawData) -> Task:
-    """A Task from a dataset with its own validation part (DTD, Country211): no 90/10 split of the training part."""
-    return Task(task_id, name, raw.num_classes, raw.train_x, raw.train_y, raw.val_x, raw.val_y, raw.test_x,
-                raw.test_y, torch.tensor(raw.mean), torch.tensor(raw.std))
+# the generated test benchmarks, by name: builder(num_tasks, data_dir)
+BUILDERS = {"synthetic": synthetic, "synthetic_rgb": lambda n, d: synthetic(n, d, image_shape=(3, 32, 32))}
 
 
-def combined(benchmark: str, num_tasks: int, data_dir: str) -> list[Task]:
-    """One whole dataset per task, in the published order (`common.data.COMBINED`,
-    docs/benchmarks.md#combined20), every image in the benchmark's shape; the task's classes are the dataset's.
-    `num_tasks` below the full count takes the first tasks. Validation: the dataset's own part where it has one,
-    else 90/10 (seed 42)."""
-    shape, members = COMBINED[benchmark]
-    if not 1 <= num_tasks <= len(members):
-        raise ValueError(f"{benchmark} has {len(members)} tasks; num_tasks={num_tasks} is not 1..{len(members)}")
-    tasks = []
-    for t, name in enumerate(members[:num_tasks], start=1):
-        raw = load_source(name, data_dir, shape=shape)
-        if raw.val_x is not None:
-            tasks.append(make_task_own_val(t, name, raw))
-        else:
-            tasks.append(make_task(t, name, raw.num_classes, raw, raw.train_x, raw.train_y, raw.test_x, raw.test_y))
-    return tasks
+def build_tasks(spec: Spec, num_tasks: int, data_dir: str) -> list[Task]:
+    """The tasks of a resolved benchmark `Spec`."""
+    if spec.kind == "synthetic":
+        return BUILDERS[spec.name](num_tasks, data_dir)
+    if spec.kind == "combined":
+        return combined(spec.datasets, spec.shape, num_tasks, data_dir, spec.label)
+    if spec.kind == "split":
+        return class_split(spec.datasets[0], num_tasks, data_dir, spec.prefix, spec.class_order_seed)
+    constructor = {"permuted": permuted, "rotated": rotated}[spec.kind]
+    return constructor(spec.datasets[0], num_tasks, data_dir, spec.prefix)
 
 
-BUILDERS = {
-    "pmnist": permuted_mnist,
-    "rmnist": rotated_mnist,
-    "smnist": lambda n, d: class_split("mnist", n, d, "smnist"),
-    "scifar10": lambda n, d: class_split("cifar10", n, d, "scifar10"),
-    "scifar100": lambda n, d: class_split("cifar100", n, d, "scifar100"),
-    "synthetic": synthetic,
-    "synthetic_rgb": lambda n, d: synthetic(n, d, image_shape=(3, 32, 32)),
-    "combined20": lambda n, d: combined("combined20", n, d),
-    "combined5": lambda n, d: combined("combined5", n, d),
-}
-
-
-def build_benchmark(name: str, num_tasks: int, data_dir: str = "data", device="cpu",
-                    train_subset: int = 0) -> list[Task]:
-    """Build the tasks of benchmark `name` and move their tensors to `device` once."""
-    if name not in BUILDERS:
-        raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(sorted(BUILDERS))}")
-    tasks = BUILDERS[name](num_tasks, data_dir)
+def build_benchmark(name: str, num_tasks: int, data_dir: str = "data", device="cpu", train_subset: int = 0,
+                    dataset: str = "", datasets: str = "", class_order_seed: int = 0) -> list[Task]:
+    """Build the tasks of benchmark `name` (a fixed name, or a constructor with `dataset` / `datasets` /
+    `class_order_seed`) and move their tensors to `device` once. Bad combinations fail before any data loads."""
+    spec = spec_of(name, dataset, datasets, class_order_seed)
+    check_num_tasks(spec, num_tasks)
+    tasks = build_tasks(spec, num_tasks, data_dir)
     moved: dict = {}
     for task in tasks:
         if train_subset:

@@ -107,6 +107,10 @@ def available_benchmarks() -> list[str]:
 ENGINE_KEYS: dict[str, Hparam] = {
     "method": Hparam(None, "registered method name (see --help for the list)"),
     "benchmark": Hparam(None, "benchmark name: " + ", ".join(available_benchmarks())),
+    "dataset": Hparam("", "dataset of benchmark=permuted|rotated|split (a name registered in common.data)"),
+    "datasets": Hparam("", "comma-separated datasets of benchmark=combined, one per task, in task order"),
+    "class_order_seed": Hparam(0, "benchmark=split: 0 or -1 deals the classes in numeric order, K > 0 in a seeded "
+                                  "random order"),
     "study": Hparam("default", "a study of the paper folder (<package>/configs/studies/<name>.yaml): its settings "
                                "apply and its runs are grouped in one folder; default: no study"),
     "run_name": Hparam("", "folder name of the run inside the study (default: the method name)"),
@@ -153,9 +157,9 @@ ENGINE_KEYS: dict[str, Hparam] = {
 REFERENCES = ("joint", "independent", "random")
 
 # Keys that decide a reference run (joint / independent / random); see `reference_config`.
-REFERENCE_KEYS = ("benchmark", "num_tasks", "epochs", "batch_size", "backbone", "batch_norm", "setting", "lr",
-                  "weight_decay", "plateau_scheduler", "plateau_patience", "plateau_factor", "train_subset", "seed",
-                  "device", "data_dir", "out_dir", "eval_batch_size", "threads")
+REFERENCE_KEYS = ("benchmark", "dataset", "datasets", "class_order_seed", "num_tasks", "epochs", "batch_size",
+                  "backbone", "batch_norm", "setting", "lr", "weight_decay", "plateau_scheduler", "plateau_patience",
+                  "plateau_factor", "train_subset", "seed", "device", "data_dir", "out_dir", "eval_batch_size", "threads")
 
 
 def parse_cli(argv: list[str]) -> dict:
@@ -257,6 +261,8 @@ def resolve(cli: dict, methods: dict, study_layer: dict | None = None) -> dict:
     cfg["method"], cfg["benchmark"] = method, benchmark
     for key, spec in schema.items():
         spec.check(key, cfg[key], sources.get(key, ""))
+    from common import benchmark_config  # imports this module
+    benchmark_config.check(cfg)
     validate(cfg)
     method_cls.check_config(cfg)
     check_unlearning(cfg, methods)
@@ -321,9 +327,12 @@ def reference_config(cfg: dict, reference: str) -> dict:
     """The configuration of a reference run (joint, independent or random) for the main run `cfg`.
 
     References use the plain backbone of the main run: the same batch-norm flag (masked HAT-family networks have
-    none), optimiser, epochs, batch size and seed, so every method with the same key shares them.
+    none), optimiser, epochs, batch size and seed, so every method with the same key shares them. The benchmark's
+    data (`dataset`, `datasets`, `class_order_seed`) is part of the key and of the folder: a fixed name keeps its
+    own name, a constructor is filed under a label naming its data (`common.benchmark_config`), so
+    `benchmark=permuted dataset=kmnist` never shares a reference with `pmnist`.
     """
-    ref = {key: cfg[key] for key in REFERENCE_KEYS}
+    ref = {key: cfg.get(key, ENGINE_KEYS[key][0]) for key in REFERENCE_KEYS}  # a record older than a key: default
     ref["method"] = reference
     return ref
 

@@ -36,8 +36,11 @@ class RecordError(RuntimeError):
 
 
 def run_folder(cfg: dict) -> Path:
-    """`<out_dir>/<study>/<benchmark>-<num_tasks>/<run name>/seed<k>`; references live under `references/`."""
-    bench = f"{cfg['benchmark']}-{cfg['num_tasks']}"
+    """`<out_dir>/<study>/<benchmark>-<num_tasks>/<run name>/seed<k>`; references live under `references/`.
+    `<benchmark>` is a fixed benchmark's name, or a constructor's label naming its data (`permuted_kmnist`;
+    `common.benchmark_config.label`)."""
+    from common.benchmark_config import label  # imports common.config, which this module imports too
+    bench = f"{label(cfg)}-{cfg['num_tasks']}"
     plain_reference = not cfg.get("unlearning_requests")  # unlearning runs of Independent are ordinary runs
     if cfg["method"] in config_lib.REFERENCES and cfg.get("study", "default") == "default" and plain_reference:
         return (Path(cfg["out_dir"]) / "references" / bench / config_lib.reference_key(cfg) / cfg["method"]

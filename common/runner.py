@@ -21,6 +21,7 @@ import torch
 
 from common import config as config_lib
 from common import records
+from common.benchmark_config import BENCHMARK_KEYS, benchmark_args
 from common.benchmarks import build_benchmark
 from common.data import DataMissingError
 from common.engine import run_continual, run_continual_unlearning, test_features
@@ -68,7 +69,8 @@ def train_and_record(cfg: dict, methods: dict, refs: dict | None = None, echo: b
     """Train one run into its record folder (which must not hold a finished run). Returns the folder."""
     set_threads(cfg)
     record = records.RunRecord(cfg, echo=echo)
-    tasks = build_benchmark(cfg["benchmark"], cfg["num_tasks"], cfg["data_dir"], cfg["device"], cfg["train_subset"])
+    tasks = build_benchmark(cfg["benchmark"], cfg["num_tasks"], cfg["data_dir"], cfg["device"], cfg["train_subset"],
+                            **benchmark_args(cfg))
     record.start()
     record.log("config " + json.dumps(cfg, sort_keys=True))
     torch.manual_seed(cfg["seed"])
@@ -240,12 +242,14 @@ def unlearning_reference_config(cfg: dict, kind: str, methods: dict) -> dict:
     are put back to their defaults, so variants that differ only in how they unlearn share their references; the
     folder name carries a digest of the settings (`ref-<kind>-<method>-<digest>`)."""
     method_cls = methods[cfg["method"]]
-    defaults = config_lib.resolve({"method": cfg["method"], "benchmark": cfg["benchmark"]}, methods)
+    defaults = config_lib.resolve({"method": cfg["method"], "benchmark": cfg["benchmark"], **benchmark_args(cfg),
+                                   "num_tasks": cfg["num_tasks"]}, methods)
     ref = dict(cfg, cul_reference=kind, run_name="")
     for key in (*getattr(method_cls, "unlearning_keys", ()), "unlearnable_age", "unlearnable_ages"):
         ref[key] = defaults[key]
     ignore = {"run_name", "seed", "study", "device", "threads", "out_dir", "data_dir", "eval_batch_size",
               "log_every", "references"}
+    ignore |= {k for k, default in BENCHMARK_KEYS.items() if ref.get(k) == default}  # digests made before these keys
     digest = hashlib.sha1(json.dumps({k: v for k, v in ref.items() if k not in ignore}, sort_keys=True,
                                      default=str).encode()).hexdigest()[:8]
     ref["run_name"] = f"ref-{kind}-{cfg['method']}-{digest}"

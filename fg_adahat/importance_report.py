@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from common import config as config_lib
+from common.benchmark_config import benchmark_args
 from common.benchmarks import build_benchmark
 from common.data import DataMissingError
 from common.engine import test_accuracy, train_task
@@ -48,7 +49,8 @@ def layer_lines(algo: FGAdaHAT, task_id: int) -> list[str]:
 
 def report(cfg: dict, out=print) -> list[float]:
     """Train `cfg`'s tasks, printing the importance summary; returns the accuracy on each task right after it."""
-    tasks = build_benchmark(cfg["benchmark"], cfg["num_tasks"], cfg["data_dir"], cfg["device"], cfg["train_subset"])
+    tasks = build_benchmark(cfg["benchmark"], cfg["num_tasks"], cfg["data_dir"], cfg["device"], cfg["train_subset"],
+                            **benchmark_args(cfg))
     torch.manual_seed(cfg["seed"])
     algo = METHODS[cfg["method"]](cfg, [t.num_classes for t in tasks], tasks[0].input_shape).to(cfg["device"])
     if not isinstance(algo, FGAdaHAT):
