@@ -53,6 +53,8 @@ ENGINE_KEYS: dict[str, tuple[object, type, str]] = {
     "data_dir": ("data", str, "where raw datasets and caches live"),
     "out_dir": ("runs", str, "root of the run records"),
     "log_every": (0, int, "print training loss every N steps (0 = only per epoch)"),
+    "keep_checkpoint": (False, bool, "keep the whole state after the last task (checkpoint.pt) once the run is done; "
+                                     "false keeps only the final weights (model.pt); numbers do not change"),
     "unlearning_requests": ("", str, "continual unlearning: '' (none), 'published' (the papers' schedule) or "
                                      "'after:ids' pairs such as '2:1,4:2,5:5'"),
     "unlearnable_age": (4, int, "a task can be unlearned while (current task - task) < this age"),
