@@ -195,7 +195,12 @@ class Checkpoint:
             os.kill(os.getpid(), signal.SIGKILL)
         start = time.perf_counter()
         method = io.BytesIO()
-        torch.save(algo, method, pickle_module=_pickle_module)
+        try:
+            torch.save(algo, method, pickle_module=_pickle_module)
+        except Exception as err:  # a state that cannot be pickled must not stop the run, only its resuming
+            record.log(f"checkpoint after task {progress['task']} not written ({type(err).__name__}: {err}); "
+                       "a crash from here on resumes from an earlier checkpoint or from scratch")
+            return
         state = {"format": FORMAT, "config": self.cfg, "commit": self.commit, "progress": progress,
                  "record": record.snapshot(), "rng": rng_state(),
                  "algorithm": torch.frombuffer(bytearray(method.getbuffer()), dtype=torch.uint8)}  # fast to save

@@ -181,6 +181,34 @@ def test_keep_checkpoint_keeps_the_whole_state_and_does_not_change_identity(tmp_
     assert (default_folder / "acc.csv").read_text() == (folder / "acc.csv").read_text()
 
 
+def test_run_killed_after_its_last_checkpoint_only_finishes(tmp_path):
+    cfg = hat_cfg(tmp_path, keep_checkpoint="true")
+    folder = runner.run(cfg, FG_METHODS)
+    before = numbers(folder)
+    (folder / "done").unlink()
+    (folder / "metrics.json").unlink()
+    (folder / "capacity.csv").unlink()
+    runner.run(cfg, FG_METHODS)
+    log = (folder / "log.txt").read_text()
+    assert "resumed from checkpoint.pt after task 2" in log and log.count("task 2/2 done") == 1
+    assert numbers(folder) == before
+
+
+def test_a_state_that_cannot_be_pickled_costs_the_resume_not_the_run(tmp_path):
+    cfg = hat_cfg(tmp_path / "odd")
+    original = FG_METHODS["hat"].end_task
+
+    def end_task(self, task):
+        original(self, task)
+        self.unpicklable = lambda: None
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FG_METHODS["hat"], "end_task", end_task)
+        folder = runner.run(cfg, FG_METHODS)
+    assert "checkpoint after task 1 not written (" in (folder / "log.txt").read_text()
+    assert numbers(folder) == numbers(runner.run(hat_cfg(tmp_path / "plain"), FG_METHODS))
+
+
 def test_keep_checkpoint_leaves_unlearning_reference_folders_unchanged(tmp_path):
     cli = {**SMALL, "method": "amnesiachat", "unlearning_requests": "published", "out_dir": str(tmp_path)}
     names = {runner.unlearning_reference_config(config.resolve({**cli, "keep_checkpoint": value}, AMNESIAC_METHODS),
