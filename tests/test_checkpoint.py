@@ -119,7 +119,8 @@ def method_cases():
     cases = [("fg_adahat", m, {}) for m, cls in sorted(FG_METHODS.items()) if not getattr(cls, "multitask", False)]
     cases += [("amnesiachat", cls.name, {"unlearning_requests": "2:1,3:3"}) for cls in UNLEARNING_METHODS]
     cases.append(("amnesiachat", "independent", {"unlearning_requests": "2:1,3:3"}))
-    cases.append(("fg_adahat", "lwf", {"amp_bf16": "true", "run_name": "lwf_bf16"}))  # switched forward of teachers
+    cases.append(("fg_adahat", "lwf", {"amp_bf16": "true"}))  # the switched forward of the teachers
+    cases.append(("fg_adahat", "independent", {"compile": "true", "compile_backend": "aot_eager"}))
     return cases
 
 
