@@ -268,3 +268,20 @@ def test_rng_states_round_trip():
     first = (torch.rand(3).tolist(), np.random.rand(), random.random())
     checkpoint_lib.set_rng_state(state)
     assert (torch.rand(3).tolist(), np.random.rand(), random.random()) == first
+
+
+def test_a_generator_kept_by_a_method_is_saved_with_its_state(tmp_path):
+    cfg = hat_cfg(tmp_path)
+    algo = FG_METHODS["hat"](cfg, [4, 4], (1, 28, 28))
+    algo.generator = torch.Generator().manual_seed(3)
+    torch.rand(5, generator=algo.generator)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    record = records.RunRecord(cfg, folder=folder, echo=False)
+    saver = checkpoint_lib.Checkpoint(folder, cfg)
+    saver.save(algo, record, {"task": 1})
+    loader = checkpoint_lib.Checkpoint(folder, cfg)
+    loader.start(record)
+    loaded = loader.restore(FG_METHODS["hat"](cfg, [4, 4], (1, 28, 28)), record)
+    assert loader.last_task == 1 and loaded is not algo
+    assert torch.equal(torch.rand(4, generator=loaded.generator), torch.rand(4, generator=algo.generator))
