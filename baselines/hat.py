@@ -61,6 +61,7 @@ class HAT(Algorithm):
         return build_masked_backbone(self.cfg["backbone"], input_shape, self.cfg["hat_batch_norm"])
 
     tensor_lists = ("cumulative",)
+    step_logs = ("capacity_log",)
 
     # ----- per-task constants -------------------------------------------------------------------------------------
     def begin_task(self, task) -> None:

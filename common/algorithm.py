@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,13 @@ from torch import nn
 
 from common.config import Hparam, as_hparam, load_yaml
 from common.nets import Heads, build_backbone
+
+
+class PackedStepLog(NamedTuple):
+    """A per-step log of (task id, value) as two tensors (see `Algorithm.__getstate__`)."""
+
+    task_ids: torch.Tensor
+    values: torch.Tensor
 
 
 @dataclass
@@ -44,6 +52,7 @@ class Algorithm(nn.Module):
     hparams: dict[str, Hparam] = {}
     plateau_scheduler: bool = True
     tensor_lists: tuple[str, ...] = ()  # bookkeeping held as plain lists of tensors, moved along by `.to(device)`
+    step_logs: tuple[str, ...] = ()  # lists of (task id, 0-dim tensor) per step, pickled as two tensors
 
     def __init__(self, cfg: dict, classes_per_task: list[int], input_shape: tuple[int, ...]):
         super().__init__()
@@ -98,6 +107,23 @@ class Algorithm(nn.Module):
             if hasattr(self, name):
                 setattr(self, name, [fn(t) for t in getattr(self, name)])
         return self
+
+    # ----- pickling (checkpoints, `common/checkpoint.py`) ------------------------------------------------------
+    def __getstate__(self):
+        """The object's state, with every `step_logs` list packed into two tensors: pickling one small tensor per
+        training step would make a checkpoint after many tasks cost seconds. Unpacking gives the same values."""
+        state = dict(self.__dict__)
+        for name in self.step_logs:
+            if state.get(name):
+                ids = torch.tensor([task for task, _ in state[name]])
+                state[name] = PackedStepLog(ids, torch.stack([value for _, value in state[name]]))
+        return state
+
+    def __setstate__(self, state):
+        for name in self.step_logs:
+            if isinstance(state.get(name), PackedStepLog):
+                state[name] = list(zip(state[name].task_ids.tolist(), state[name].values.unbind()))
+        super().__setstate__(state)
 
     # ----- hooks --------------------------------------------------------------------------------------------
     def begin_task(self, task) -> None:

@@ -137,6 +137,8 @@ ENGINE_KEYS: dict[str, Hparam] = {
     "data_dir": Hparam("data", "where raw datasets and caches live"),
     "out_dir": Hparam("runs", "root of the run records"),
     "log_every": Hparam(0, "print training loss every N steps (0 = only per epoch)", ge=0),
+    "keep_checkpoint": Hparam(False, "keep the whole state after the last task (checkpoint.pt) once the run is "
+                                     "done; false keeps only the final weights (model.pt); numbers do not change"),
     "unlearning_requests": Hparam("", "continual unlearning: '' (none), 'published' (the papers' schedule) or "
                                       "'after:ids' pairs such as '2:1,4:2,5:5'"),
     "unlearnable_age": Hparam(4, "a task can be unlearned while (current task - task) < this age", ge=1),

@@ -9,6 +9,9 @@ produce a single row.
 The continual-unlearning loop (`run_continual_unlearning`) adds, per task: the unlearning state handed to the method
 before the task, the unlearning requests carried out right after it (before its test), and a fixed random seed per
 task so that a reference run that skips tasks draws the same random numbers for the tasks it does train.
+
+Both loops take an optional `common.checkpoint.Checkpoint`: they skip the tasks finished before it, start from its
+rows, and save one after every task (`docs/checkpoints.md`).
 """
 
 from __future__ import annotations
@@ -81,12 +84,13 @@ def train_task(algo: Algorithm, task: Task, cfg: dict, log) -> list[dict]:
     return rows
 
 
-def run_continual(algo: Algorithm, tasks: list[Task], cfg: dict, record) -> list[list[float]]:
+def run_continual(algo: Algorithm, tasks: list[Task], cfg: dict, record, checkpoint=None) -> list[list[float]]:
     """Train the tasks in order; after each, test every task seen so far. Returns the accuracy matrix rows."""
     if getattr(algo, "multitask", False):
         return run_multitask(algo, tasks, cfg, record)
-    matrix = []
-    for task in tasks:
+    done = checkpoint.last_task if checkpoint else 0
+    matrix = list(checkpoint.progress.get("matrix", [])) if checkpoint else []
+    for task in (t for t in tasks if t.id > done):
         start = time.perf_counter()
         algo.begin_task(task)
         curves = train_task(algo, task, cfg, record.log)
@@ -98,6 +102,8 @@ def run_continual(algo: Algorithm, tasks: list[Task], cfg: dict, record) -> list
         record.add_task(task.id, row, curves, train_seconds, seconds)
         record.log(f"task {task.id}/{len(tasks)} done: acc {100 * row[-1]:.2f} on it, AA {100 * sum(row) / len(row):.2f}"
                    f" over {len(row)} tasks ({train_seconds:.1f} s train, {seconds - train_seconds:.1f} s test)")
+        if checkpoint is not None:
+            checkpoint.save(algo, record, {"task": task.id, "matrix": matrix})
     return matrix
 
 
@@ -116,13 +122,15 @@ def run_multitask(algo: Algorithm, tasks: list[Task], cfg: dict, record) -> list
 
 def run_continual_unlearning(algo: Algorithm, tasks: list[Task], cfg: dict, record,
                              protocol: UnlearningProtocol, skip: set[int] = frozenset(),
-                             enabled: bool = True) -> tuple[list[list[float]], list[int]]:
+                             enabled: bool = True, checkpoint=None) -> tuple[list[list[float]], list[int]]:
     """Train the tasks in order, skipping `skip` (the retrain reference skips every task that is ever unlearned);
     with `enabled`, carry out the unlearning requests after their tasks. After each trained task every trained task
     so far is tested; untrained ones get NaN. Returns (accuracy rows, unlearned task ids in order)."""
-    matrix, unlearned = [], []
-    trained: list[Task] = []
-    for task in tasks:
+    done = checkpoint.last_task if checkpoint else 0
+    matrix = list(checkpoint.progress.get("matrix", [])) if checkpoint else []
+    unlearned = list(checkpoint.progress.get("unlearned", [])) if checkpoint else []
+    trained: list[Task] = [t for t in tasks[:done] if t.id not in skip]
+    for task in (t for t in tasks if t.id > done):
         if task.id in skip:
             record.log(f"task {task.id}/{len(tasks)} skipped (never trained in this reference run)")
             continue
@@ -150,6 +158,8 @@ def run_continual_unlearning(algo: Algorithm, tasks: list[Task], cfg: dict, reco
         record.log(f"task {task.id}/{len(tasks)} done: acc {100 * tested[task.id]:.2f} on it, "
                    f"{100 * sum(kept) / max(1, len(kept)):.2f} on average over the {len(kept)} kept task(s) "
                    f"({train_seconds:.1f} s train and unlearning, {seconds - train_seconds:.1f} s test)")
+        if checkpoint is not None:
+            checkpoint.save(algo, record, {"task": task.id, "matrix": matrix, "unlearned": unlearned})
     return matrix, unlearned
 
 

@@ -7,8 +7,12 @@
     metrics.json     AA, BWT, FWT, FR (when references exist), seconds, peak memory, versions, git commit
     <curve>.csv      optional per-step curves, e.g. capacity.csv of HAT-family runs
     done             marker: the record is complete
+    model.pt         the final network's weights (written after `done`)
+    checkpoint.pt    the whole state after the last finished task (`common/checkpoint.py`; removed after `done`
+                     unless keep_checkpoint=true)
 
-A folder with `done` is never overwritten; a folder without it is a crashed run and is restarted from scratch.
+A folder with `done` is never overwritten; a folder without it is a crashed run: it resumes after the task of its
+checkpoint, or restarts from scratch when there is no usable checkpoint.
 """
 
 from __future__ import annotations
@@ -105,6 +109,8 @@ class RunRecord:
         self.echo = echo
         self.task_seconds: list[float] = []
         self.train_seconds: list[float] = []
+        self.acc_rows: list[list] = []  # as written to acc.csv (kept for checkpoints)
+        self.curve_rows: list[dict] = []  # as written to train_curve.csv
         self.started = time.perf_counter()
 
     def start(self) -> None:
@@ -114,11 +120,39 @@ class RunRecord:
             shutil.rmtree(self.folder)  # a crashed run: start again from scratch
         self.folder.mkdir(parents=True)
         write_atomic(self.folder / "config.yaml", config_lib.dump(self.cfg))
-        n = self.cfg["num_tasks"]
-        header = ["after_training_task", "average_accuracy"] + [f"test_on_task_{j}" for j in range(1, n + 1)]
-        self._append_csv("acc.csv", header, None)
+        self._append_csv("acc.csv", self._acc_header(), None)
         self.log(f"run {self.folder}")
         self.log("environment " + json.dumps(environment(self.cfg["device"])))
+
+    def snapshot(self) -> dict:
+        """What a checkpoint keeps of the record: the rows written so far, timings and elapsed seconds."""
+        return {"acc_rows": self.acc_rows, "curve_rows": self.curve_rows, "task_seconds": self.task_seconds,
+                "train_seconds": self.train_seconds, "elapsed": time.perf_counter() - self.started}
+
+    def resume(self, snapshot: dict) -> None:
+        """Continue a crashed run from a checkpoint's `snapshot()`: acc.csv and train_curve.csv are rewritten with
+        the checkpoint's rows (dropping rows of a task that finished after it), log.txt is kept."""
+        if is_done(self.folder):
+            raise RecordError(f"{self.folder} is a finished run; refusing to overwrite it")
+        for leftover in self.folder.glob("*.tmp"):
+            leftover.unlink()
+        (self.folder / "train_curve.csv").unlink(missing_ok=True)
+        (self.folder / "acc.csv").unlink(missing_ok=True)
+        write_atomic(self.folder / "config.yaml", config_lib.dump(self.cfg))
+        self._append_csv("acc.csv", self._acc_header(), None)
+        for row in snapshot["acc_rows"]:
+            self._append_csv("acc.csv", None, row)
+        for curve in snapshot["curve_rows"]:
+            self._append_csv("train_curve.csv", list(curve), list(curve.values()))
+        self.acc_rows, self.curve_rows = list(snapshot["acc_rows"]), list(snapshot["curve_rows"])
+        self.task_seconds, self.train_seconds = list(snapshot["task_seconds"]), list(snapshot["train_seconds"])
+        self.started = time.perf_counter() - snapshot["elapsed"]
+        self.log(f"run {self.folder}")
+        self.log("environment " + json.dumps(environment(self.cfg["device"])))
+
+    def _acc_header(self) -> list[str]:
+        n = self.cfg["num_tasks"]
+        return ["after_training_task", "average_accuracy"] + [f"test_on_task_{j}" for j in range(1, n + 1)]
 
     def log(self, message: str) -> None:
         if self.echo:
@@ -139,9 +173,12 @@ class RunRecord:
     def add_task(self, task_id: int, row: list[float], curves: list[dict], train_seconds: float,
                  seconds: float) -> None:
         tested = [a for a in row if not math.isnan(a)]  # unlearning references leave untrained tasks as NaN
-        self._append_csv("acc.csv", None, [task_id, sum(tested) / max(1, len(tested)), *row])
+        acc_row = [task_id, sum(tested) / max(1, len(tested)), *row]
+        self._append_csv("acc.csv", None, acc_row)
+        self.acc_rows.append(acc_row)
         for curve in curves:
             self._append_csv("train_curve.csv", list(curve), list(curve.values()))
+            self.curve_rows.append(dict(curve))
         self.train_seconds.append(train_seconds)
         self.task_seconds.append(seconds)
 
@@ -199,7 +236,8 @@ def read_record(folder: Path) -> dict:
 def check_same_config(folder: Path, cfg: dict) -> None:
     """A finished run may be reused only if it was made with the same configuration."""
     old = yaml.safe_load((Path(folder) / "config.yaml").read_text())
-    ignore = {"device", "threads", "eval_batch_size", "log_every", "data_dir", "out_dir", "references", "tf32"}
+    ignore = {"device", "threads", "eval_batch_size", "log_every", "data_dir", "out_dir", "references", "tf32",
+              "keep_checkpoint"}
     def differs(key) -> bool:
         if key not in old and key in config_lib.ENGINE_KEYS:  # a setting added after the run: fine at its default
             return cfg.get(key) != config_lib.ENGINE_KEYS[key][0]

@@ -1,10 +1,10 @@
 """Run one configured experiment end to end: references, training, evaluation, record.
 
 Used by every paper folder's `run.py`:  python -m <folder>.run method=NAME benchmark=NAME [key=value ...]
-A finished run is never retrained (its metrics are printed); a crashed one is restarted. FR and FWT need the
-joint / independent / random reference runs: with references=auto they are run first if missing (cached under
-`<out_dir>/references/` and shared by every method with the same reference key), with references=none the metrics
-say why they are missing.
+A finished run is never retrained (its metrics are printed); a crashed one resumes after the last task of its
+checkpoint (`common/checkpoint.py`). FR and FWT need the joint / independent / random reference runs: with
+references=auto they are run first if missing (cached under `<out_dir>/references/` and shared by every method with
+the same reference key), with references=none the metrics say why they are missing.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from common import config as config_lib
 from common import records
 from common.benchmark_config import BENCHMARK_KEYS, benchmark_args
 from common.benchmarks import build_benchmark
+from common.checkpoint import Checkpoint
 from common.data import DataMissingError
 from common.engine import run_continual, run_continual_unlearning, test_features
 from common.metrics import all_metrics
@@ -71,17 +72,20 @@ def train_and_record(cfg: dict, methods: dict, refs: dict | None = None, echo: b
     record = records.RunRecord(cfg, echo=echo)
     tasks = build_benchmark(cfg["benchmark"], cfg["num_tasks"], cfg["data_dir"], cfg["device"], cfg["train_subset"],
                             **benchmark_args(cfg))
-    record.start()
+    checkpoint = Checkpoint(record.folder, cfg)
+    checkpoint.start(record)  # resumes after the task of the folder's checkpoint, if it has a usable one
     record.log("config " + json.dumps(cfg, sort_keys=True))
     torch.manual_seed(cfg["seed"])
     algo = methods[cfg["method"]](cfg, [t.num_classes for t in tasks], tasks[0].input_shape).to(cfg["device"])
     apply_speed_switches(algo, cfg)
+    algo = checkpoint.restore(algo, record)
     if is_unlearning(cfg):
-        metrics, notes = unlearning_run(algo, tasks, cfg, record, refs)
+        metrics, notes = unlearning_run(algo, tasks, cfg, record, refs, checkpoint)
         record.finish(metrics, notes)
         record.log("metrics " + json.dumps(metrics))
+        checkpoint.finish(algo)
         return record.folder
-    acc = run_continual(algo, tasks, cfg, record)
+    acc = run_continual(algo, tasks, cfg, record, checkpoint)
     for name, rows in algo.extra_records().items():
         record.write_curve(name, rows)
     notes = {}
@@ -93,6 +97,7 @@ def train_and_record(cfg: dict, methods: dict, refs: dict | None = None, echo: b
             notes["fr_fwt"] = "not computed: this run was made with references=none"
     record.finish(metrics, notes)
     record.log("metrics " + json.dumps(metrics))
+    checkpoint.finish(algo)
     return record.folder
 
 
@@ -204,7 +209,7 @@ def check_unlearnable(cfg: dict, methods: dict) -> None:
                                      f"{', '.join(unlearnable) or 'none in this registry'}")
 
 
-def unlearning_run(algo, tasks, cfg: dict, record, refs: dict | None) -> tuple[dict, dict]:
+def unlearning_run(algo, tasks, cfg: dict, record, refs: dict | None, checkpoint=None) -> tuple[dict, dict]:
     """Train under the unlearning protocol; returns (metrics, notes). The retrain reference skips every task that is
     ever unlearned and saves its test features (`features.pt`) for DD; the original reference trains all tasks; neither
     unlearns. A main run gets DD against the retrain reference and AG against the original one."""
@@ -213,7 +218,8 @@ def unlearning_run(algo, tasks, cfg: dict, record, refs: dict | None) -> tuple[d
     protocol = UnlearningProtocol.from_config(cfg)
     kind = cfg["cul_reference"]
     skip = set(protocol.unlearned_tasks) if kind == "retrain" else set()
-    acc, unlearned = run_continual_unlearning(algo, tasks, cfg, record, protocol, skip, enabled=not kind)
+    acc, unlearned = run_continual_unlearning(algo, tasks, cfg, record, protocol, skip, enabled=not kind,
+                                              checkpoint=checkpoint)
     final = acc[-1]
     trained_remaining = [t for t in protocol.remaining_tasks if t not in skip]
     metrics = {"aa": um.remaining_accuracy(final, [t for t in range(1, len(final) + 1) if t not in skip]),
@@ -248,7 +254,7 @@ def unlearning_reference_config(cfg: dict, kind: str, methods: dict) -> dict:
     for key in (*getattr(method_cls, "unlearning_keys", ()), "unlearnable_age", "unlearnable_ages"):
         ref[key] = defaults[key]
     ignore = {"run_name", "seed", "study", "device", "threads", "out_dir", "data_dir", "eval_batch_size",
-              "log_every", "references"}
+              "log_every", "references", "keep_checkpoint"}
     ignore |= {k for k, default in BENCHMARK_KEYS.items() if ref.get(k) == default}  # digests made before these keys
     digest = hashlib.sha1(json.dumps({k: v for k, v in ref.items() if k not in ignore}, sort_keys=True,
                                      default=str).encode()).hexdigest()[:8]
