@@ -133,17 +133,30 @@ def feature_ablation_mlp(ctx: StepContext) -> list[torch.Tensor]:
     batch, last = len(ctx.y), len(net.fc) - 1
     out = []
     for l in range(last + 1):
-        n = post[l].shape[1]
         if l == last:
             ablated = target[None, :] - post[l].t() * head.weight[ctx.y].t()  # [N, B]
         else:
-            z = pre[l + 1][None] - post[l].t()[:, :, None] * net.fc[l + 1].weight.t()[:, None, :]
-            g = net.relus[l + 1](z * masks[l + 1]).reshape(n * batch, -1)
-            for k in range(l + 2, last + 1):
-                g = net.relus[k](net.fc[k](g) * masks[k])
-            ablated = head(g).view(n, batch, -1).gather(2, ctx.y[None, :, None].expand(n, batch, 1)).squeeze(2)
+            # m * (z - h_f w_f) = m z - h_f (m w_f), in chunks of units that keep the [n, B, N_{l+1}] block in cache
+            masked_pre = pre[l + 1] * masks[l + 1]
+            masked_weight = (net.fc[l + 1].weight * masks[l + 1][:, None]).t()
+            ablated = torch.cat([_ablated_target(ctx, net, head, masks, l + 1, masked_pre, h_f, w_f)
+                                 for h_f, w_f in zip(post[l].t().split(FA_CHUNK), masked_weight.split(FA_CHUNK))])
         out.append((target[None, :] - ablated).abs().mean(1))
     return out
+
+
+FA_CHUNK = 32  # units ablated together in `feature_ablation_mlp`
+
+
+def _ablated_target(ctx, net, head, masks, start, masked_pre, h_f, w_f) -> torch.Tensor:
+    """Target logits [n, B] when each of n units of layer start - 1 is ablated, from layer `start`'s masked
+    pre-activation `masked_pre` [B, N] and, per ablated unit, its activations h_f [n, B] and masked weights w_f
+    [n, N]."""
+    n, batch = h_f.shape
+    g = torch.addcmul(masked_pre[None], h_f[:, :, None], w_f[:, None, :], value=-1).relu_().reshape(n * batch, -1)
+    for k in range(start + 1, len(net.fc)):
+        g = net.relus[k](net.fc[k](g) * masks[k])
+    return head(g).view(n, batch, -1).gather(2, ctx.y[None, :, None].expand(n, batch, 1)).squeeze(2)
 
 
 @torch.no_grad()
