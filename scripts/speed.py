@@ -6,8 +6,8 @@
 For every method, K times: the floor (`scripts/floor_pmnist.py`, the bare PyTorch loop of the same work on random
 data), then the method (references=none, in a temporary folder), so floor and method alternate and share the
 machine's state of the moment. Prints each method's median seconds, median seconds per task and the median of the
-K method / floor ratios. `--all` times every registered method and writes the table to `--write` (default
-`results/speed.md`) with the machine, threads, commit and load average. `--threads` sets torch's threads in the
+K method / floor ratios. `--all` times every registered method and writes the table to `results/speed.md` (or `--write`, which also
+writes the table of a `--methods` list) with the machine, threads, commit and load average. `--threads` sets torch's threads in the
 floor and `threads=` in the runs; `--tasks` / `--epochs` shrink both alike.
 """
 
@@ -107,7 +107,8 @@ def report(rows: list[dict], opts, overrides: list[str], started: str, loads: tu
         f"Floor: `python -m scripts.floor_pmnist` (the bare PyTorch loop of the same work on random data), run "
         f"before every method run; each figure is the median of {opts.repeats} floor / method pair(s).",
         "",
-        f"- made by: `python -m scripts.speed --all --repeats {opts.repeats} --tasks {opts.tasks} "
+        f"- made by: `python -m scripts.speed {'--all' if opts.all else '--methods ' + opts.methods} "
+        f"--repeats {opts.repeats} --tasks {opts.tasks} "
         f"--epochs {opts.epochs}" + (f" --threads {opts.threads}" if opts.threads else "") + "`",
         f"- machine: {machine()}",
         f"- threads: {opts.threads or 'torch default'}",
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default="finetuning,hat,adahat,fgadahat_ig")
     parser.add_argument("--all", action="store_true", help="every registered method; writes --write")
-    parser.add_argument("--write", type=Path, default=ROOT / "results" / "speed.md")
+    parser.add_argument("--write", type=Path, default=None, help="write the table (--all: results/speed.md)")
     parser.add_argument("--repeats", type=int, default=1, help="floor / method pairs per method")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for floor and runs (0: default)")
     parser.add_argument("--tasks", type=int, default=20)
@@ -150,7 +151,9 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"{method:20s} {row['seconds']:7.1f} s ({row['per_task']:.2f} s per task), floor {row['floor']:.1f} s, "
               f"{row['ratio']:.2f} x floor", flush=True)
-    if opts.all:
+    if opts.all and opts.write is None:
+        opts.write = ROOT / "results" / "speed.md"
+    if opts.write is not None:
         opts.write.parent.mkdir(parents=True, exist_ok=True)
         opts.write.write_text(report(rows, opts, opts.overrides, started, (first_load, load())))
         print(f"written {opts.write}")
