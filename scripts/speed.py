@@ -6,9 +6,9 @@
 For every method, K times: the floor (`scripts/floor_pmnist.py`, the bare PyTorch loop of the same work on random
 data), then the method (references=none, in a temporary folder), so floor and method alternate and share the
 machine's state of the moment. Prints each method's median seconds, median seconds per task and the median of the
-K method / floor ratios. `--all` times every registered method and writes the table to `results/speed.md` (or `--write`, which also
-writes the table of a `--methods` list) with the machine, threads, commit and load average. `--threads` sets torch's threads in the
-floor and `threads=` in the runs; `--tasks` / `--epochs` shrink both alike.
+K method / floor ratios. `--all` times every registered method and writes the table to `results/speed.md` (or
+`--write`, which also writes the table of a `--methods` list) with the machine, threads, commit and load average.
+`--threads` sets torch's threads in the floor and `threads=` in the runs; `--tasks` / `--epochs` shrink both alike.
 """
 
 from __future__ import annotations
