@@ -15,11 +15,13 @@ The ablations AdaHAT-no-sum and AdaHAT-no-reg are the subclasses in `adahat/abla
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from baselines.hat import HAT
 from common.config import Hparam
-from common.hat import FREE_UNIT_GUARD, parameter_wise, rate
+from common.hat import FREE_UNIT_GUARD, monotone_parameter_wise, parameter_wise, rate
 
 
 class AdaHAT(HAT):
@@ -42,6 +44,7 @@ class AdaHAT(HAT):
     def begin_task(self, task) -> None:
         super().begin_task(task)
         self.importance = parameter_wise(self.summative, self.layers, "min")  # min(S_i, S_j), once per task
+        self.unit_importance = self.summative  # S_i of this task (`summative` is replaced, never changed in place)
 
     def network_sparsity(self, masks, layer_sparsity) -> list[torch.Tensor]:
         """R_l of this step (`docs/adahat.md#network-sparsity`; 2024 two-term average: `semantics: paper2024`)."""
@@ -55,11 +58,15 @@ class AdaHAT(HAT):
         return out
 
     def adjustment_rates(self, masks, layer_sparsity, step):
-        """AdaHAT's rate: a = r_l / (I + r_l) with r_l = alpha / (epsilon + R_l), I = min(S_i, S_j)."""
-        rates = []
-        for (imp_w, imp_b), r in zip(self.importance, self.layer_intensity(masks, layer_sparsity)):
-            rates.append((rate(r, imp_w + r), rate(r, imp_b + r)))
-        return rates
+        """AdaHAT's rate: a = r_l / (I + r_l) with r_l = alpha / (epsilon + R_l), I = min(S_i, S_j).
+
+        Computed per unit, a_i = r_l / (S_i + r_l), and spread to the weights as max(a_i, a_j): the same numbers
+        (a is non-increasing in S; `monotone_parameter_wise`) without a weight-sized addition and division."""
+        intensity = self.layer_intensity(masks, layer_sparsity)
+        if not all(0 < r < math.inf for r in intensity):  # outside the monotone case: rate every weight
+            return [(rate(r, imp_w + r), rate(r, imp_b + r)) for (imp_w, imp_b), r in zip(self.importance, intensity)]
+        S = self.unit_importance
+        return monotone_parameter_wise(lambda l, k: rate(intensity[l], S[k] + intensity[l]), self.layers, "min")
 
     def layer_intensity(self, masks, layer_sparsity) -> list[float]:
         """r_l = alpha / (epsilon + R_l) for every weighted layer."""

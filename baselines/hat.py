@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from common.algorithm import Algorithm
 from common.config import ConfigError, Hparam
-from common.hat import (anneal_scale, build_masked_backbone, compensate_embedding_grads, mask_sparsity,
-                        parameter_wise)
+from common.hat import (FreeUnits, anneal_scale, build_masked_backbone, compensate_embedding_grads,
+                        mask_sparsity, parameter_wise)
 
 
 class HAT(Algorithm):
@@ -69,6 +69,8 @@ class HAT(Algorithm):
         super().begin_task(task)
         self.protected = parameter_wise(self.cumulative, self.layers, "min")  # P = min(M_i, M_j), binary
         self.hat_rates = [(1 - pw, 1 - pb) for pw, pb in self.protected]
+        self.hat_capacity = None  # HAT's rates are constant within the task: their capacity is computed once
+        self.free_units = FreeUnits(self.cumulative)
 
     def adjustment_rates(self, masks, layer_sparsity, step) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """HAT Eq. 2: a = 1 - min(M^{<t}_i, M^{<t}_j) for weights, 1 - M^{<t}_i for biases."""
@@ -84,7 +86,7 @@ class HAT(Algorithm):
         activations = [] if self.wants_activations else None
         logits = self.heads(self.backbone(x, masks, activations=activations), step.task_id)
         ce = F.cross_entropy(logits, y)
-        reg, layer_sparsity = mask_sparsity(masks, self.cumulative)
+        reg, layer_sparsity = mask_sparsity(masks, self.cumulative, self.free_units)
         loss = ce + self.cfg["reg_factor"] * reg + self.extra_loss(x, y, step, masks, logits)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -109,11 +111,19 @@ class HAT(Algorithm):
         """Multiply weight and bias gradients of the weighted layers by their rates; return the network capacity
         (mean rate over weights and biases, bias entries counted even for bias-free convs;
         docs/metrics.md#network-capacity)."""
-        total = 0
         for layer, (rate_w, rate_b) in zip(self.layers, rates):
             layer.weight.grad.mul_(rate_w)
             if layer.bias is not None and layer.bias.grad is not None:
                 layer.bias.grad.mul_(rate_b)
+        if rates is self.hat_rates:
+            if self.hat_capacity is None:
+                self.hat_capacity = self.capacity(rates)
+            return self.hat_capacity
+        return self.capacity(rates)
+
+    def capacity(self, rates) -> torch.Tensor:
+        total = 0
+        for rate_w, rate_b in rates:
             total = total + rate_w.sum() + rate_b.sum()
         return total / self.num_adjusted
 

@@ -38,18 +38,33 @@ def anneal_scale(batch: int, num_batches: int, s_max: float, zero_based: bool = 
 
 
 # ----- regulariser ---------------------------------------------------------------------------------------------------
-def mask_sparsity(masks: list[torch.Tensor], cumulative: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+class FreeUnits:
+    """What the regulariser needs of M^{<t} alone, constant within a task: 1 - M per layer, the free-unit counts
+    sum_i (1 - M_{l,i}) per layer and in total, and whether each passes the "> 10 free units" guard."""
+
+    def __init__(self, cumulative: list[torch.Tensor]):
+        self.cumulative = cumulative
+        self.complement = [1 - c for c in cumulative]
+        self.free = [k.sum() for k in self.complement]
+        self.total = sum(self.free)
+        self.total_guard = bool(self.total > FREE_UNIT_GUARD)
+        self.layer_guard = [bool(f > FREE_UNIT_GUARD) for f in self.free]
+
+
+def mask_sparsity(masks: list[torch.Tensor], cumulative: list[torch.Tensor],
+                  free: FreeUnits | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """'original' mask sparsity regulariser and the per-layer network sparsity.
 
     R   = sum_l sum_i m_{l,i} (1 - M_{l,i}) / sum_l sum_i (1 - M_{l,i})   (global; 0 if <= 10 free units)
     R_l = sum_i m_{l,i} (1 - M_{l,i}) / sum_i (1 - M_{l,i})              (per layer; 0 if <= 10 free units)
     R carries gradient into the embeddings; the R_l are detached (AdaHAT / FG-AdaHAT use them as rates).
+    `free` (`FreeUnits` of `cumulative`) saves recomputing the constant parts at every step.
     """
-    used = [(m * (1 - c)).sum() for m, c in zip(masks, cumulative)]
-    free = [(1 - c).sum() for c in cumulative]
-    total_free = sum(free)
-    reg = sum(used) / total_free if total_free > FREE_UNIT_GUARD else masks[0].new_zeros(())
-    per_layer = [(u.detach() / f if f > FREE_UNIT_GUARD else u.new_zeros(())) for u, f in zip(used, free)]
+    free = free if free is not None and free.cumulative is cumulative else FreeUnits(cumulative)
+    used = [(m * k).sum() for m, k in zip(masks, free.complement)]
+    reg = sum(used) / free.total if free.total_guard else masks[0].new_zeros(())
+    per_layer = [(u.detach() / f if guard else u.new_zeros(())) for u, f, guard in
+                 zip(used, free.free, free.layer_guard)]
     return reg, per_layer
 
 
@@ -85,6 +100,28 @@ def rate(numerator: float, denominator: torch.Tensor) -> torch.Tensor:
     """numerator / denominator as a true division (a Python float divided by a tensor is computed by torch as
     numerator * (1 / denominator), which can miss an exact 1 by one ulp)."""
     return denominator.new_tensor(numerator) / denominator
+
+
+def monotone_parameter_wise(rate_of, layers: list[nn.Module], aggregation: str):
+    """`parameter_wise` of unit importances followed by a rate that does not increase with importance, computed
+    from rates of units: f(min(I_i, I_j)) = max(f(I_i), f(I_j)) and f(max(I_i, I_j)) = min(f(I_i), f(I_j)) hold
+    exactly in floating point for a non-increasing f made of correctly rounded operations, so the result is the
+    same as rating the parameter-wise importances, at the cost of one weight-sized operation instead of several.
+    `rate_of(l, k)`: the rates of layer k's units under layer l's rate function (k = l for the output units and
+    the biases, k = l - 1 for the input units)."""
+    pick = {"min": torch.maximum, "max": torch.minimum}[aggregation]
+    out = []
+    for l, layer in enumerate(layers):
+        shape, unit = layer.weight.shape, rate_of(l, l)
+        column = unit.view(-1, *([1] * (len(shape) - 1)))
+        if l == 0:
+            weight = column.expand(shape).clone()
+        else:
+            row = rate_of(l, l - 1).view(1, -1, *([1] * (len(shape) - 2)))
+            weight = pick(column, row).expand(shape)
+            weight = weight if weight.is_contiguous() else weight.contiguous()
+        out.append((weight, unit))
+    return out
 
 
 # ----- embedding gradient compensation -------------------------------------------------------------------------------

@@ -12,11 +12,13 @@ task end adds b_I and sums into I^{<t+1} (`add_all`: I^{<t} = sum_{tau<t} (t - t
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from adahat.adahat import AdaHAT
 from common.config import Hparam
-from common.hat import parameter_wise, rate
+from common.hat import monotone_parameter_wise, parameter_wise, rate
 from fg_adahat.importance import MEASURES, StepContext, input_contribution_utility
 
 SCHEDULERS = ("linear_sparsity_reg", "sparsity_reg")
@@ -74,6 +76,10 @@ class FGAdaHAT(AdaHAT):
         self.fg_importance = parameter_wise(self.importance_sum, self.layers, self.cfg["aggregation"])
         if self.cfg["filter_by_cumulative_mask"]:
             self.fg_importance = [(iw * pw, ib * pb) for (iw, ib), (pw, pb) in zip(self.fg_importance, self.protected)]
+        # the units' importances, when the rate can be computed per unit (`adjustment_rates`)
+        monotone = (self.cfg["aggregation"] in ("min", "max") and not self.cfg["filter_by_cumulative_mask"]
+                    and all(bool(torch.isfinite(i).all() and (i >= 0).all()) for i in self.importance_sum))
+        self.unit_fg_importance = self.importance_sum if monotone else None
 
     def importance_scale(self, layer_sparsity, task_id: int) -> list[float]:
         """c^t_l per layer from the network sparsities R_l."""
@@ -83,9 +89,17 @@ class FGAdaHAT(AdaHAT):
         return scale
 
     def adjustment_rates(self, masks, layer_sparsity, step):
-        """FG-AdaHAT's rate (Eq. 2): a = alpha / (c^t_l I + alpha); R_l as AdaHAT's `semantics` defines it."""
+        """FG-AdaHAT's rate (Eq. 2): a = alpha / (c^t_l I + alpha); R_l as AdaHAT's `semantics` defines it.
+
+        With min (max) aggregation, non-negative importances and c^t_l >= 0 the rate does not increase with I, so
+        it is computed per unit and spread to the weights as max (min) of the two units' rates: the same numbers
+        (`monotone_parameter_wise`) without weight-sized multiplication, addition and division."""
         alpha = self.cfg["alpha"]
         scale = self.importance_scale(self.network_sparsity(masks, layer_sparsity), step.task_id)
+        units = self.unit_fg_importance
+        if units is not None and all(0 <= c < math.inf for c in scale):
+            return monotone_parameter_wise(lambda l, k: rate(alpha, scale[l] * units[k] + alpha), self.layers,
+                                           self.cfg["aggregation"])
         return [(rate(alpha, c * imp_w + alpha), rate(alpha, c * imp_b + alpha))
                 for (imp_w, imp_b), c in zip(self.fg_importance, scale)]
 

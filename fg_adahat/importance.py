@@ -99,10 +99,69 @@ def ablation_hook(num_units: int):
 def feature_ablation(ctx: StepContext) -> list[torch.Tensor]:
     """FA: u_{l,f} = mean_x |z(x) - z_without_f(x)|, z the target-class logit, unit f's layer output set to 0.
 
-    All units of a layer are ablated in one mega-batch of N_l * B samples that branches at the layer itself, so the
-    layers before it run once (MLP). ResNet blocks add a shortcut from before the ablated conv, so there the whole
-    input is repeated instead.
+    The masked MLP without batch norm takes the rank-one route (`feature_ablation_mlp`); otherwise all units of a
+    layer are ablated in one mega-batch of N_l * B samples that branches at the layer itself, so the layers before
+    it run once (MLP). ResNet blocks add a shortcut from before the ablated conv, so there the whole input is
+    repeated instead.
     """
+    if rank_one_applies(ctx):
+        return feature_ablation_mlp(ctx)
+    return feature_ablation_batched(ctx)
+
+
+def rank_one_applies(ctx: StepContext) -> bool:
+    """The masked MLP with no batch norm and its own eager forward (no speed switch wrapped around it)."""
+    from common.hat import MaskedMLP
+    net = ctx.algo.backbone
+    return isinstance(net, MaskedMLP) and net.bns is None and "forward" not in vars(net)
+
+
+@torch.no_grad()
+def feature_ablation_mlp(ctx: StepContext) -> list[torch.Tensor]:
+    """FA on the masked MLP by rank-one updates. Zeroing unit f of layer l zeroes h_{l,f} (m * 0 = 0, ReLU(0) = 0),
+    so the next pre-activation becomes z_{l+1} - h_{l,f} W_{l+1}[:, f]: the ablated forward of all N_l units starts
+    after layer l+1's matmul, from [N_l, B, N_{l+1}] corrected pre-activations; after the last layer the head's
+    target logit itself is corrected, with no forward at all. Equal to the batched FA up to float rounding."""
+    net, head = ctx.algo.backbone, ctx.algo.heads.head(ctx.task_id)
+    masks = [m.detach() for m in ctx.masks]
+    pre, post, h = [], [], ctx.x.flatten(1)
+    for l, layer in enumerate(net.fc):
+        pre.append(layer(h))
+        h = net.relus[l](pre[-1] * masks[l])
+        post.append(h)
+    target = head(h).gather(1, ctx.y[:, None]).squeeze(1)
+    batch, last = len(ctx.y), len(net.fc) - 1
+    out = []
+    for l in range(last + 1):
+        if l == last:
+            ablated = target[None, :] - post[l].t() * head.weight[ctx.y].t()  # [N, B]
+        else:
+            # m * (z - h_f w_f) = m z - h_f (m w_f), in chunks of units that keep the [n, B, N_{l+1}] block in cache
+            masked_pre = pre[l + 1] * masks[l + 1]
+            masked_weight = (net.fc[l + 1].weight * masks[l + 1][:, None]).t()
+            ablated = torch.cat([_ablated_target(ctx, net, head, masks, l + 1, masked_pre, h_f, w_f)
+                                 for h_f, w_f in zip(post[l].t().split(FA_CHUNK), masked_weight.split(FA_CHUNK))])
+        out.append((target[None, :] - ablated).abs().mean(1))
+    return out
+
+
+FA_CHUNK = 32  # units ablated together in `feature_ablation_mlp`
+
+
+def _ablated_target(ctx, net, head, masks, start, masked_pre, h_f, w_f) -> torch.Tensor:
+    """Target logits [n, B] when each of n units of layer start - 1 is ablated, from layer `start`'s masked
+    pre-activation `masked_pre` [B, N] and, per ablated unit, its activations h_f [n, B] and masked weights w_f
+    [n, N]."""
+    n, batch = h_f.shape
+    g = torch.addcmul(masked_pre[None], h_f[:, :, None], w_f[:, None, :], value=-1).relu_().reshape(n * batch, -1)
+    for k in range(start + 1, len(net.fc)):
+        g = net.relus[k](net.fc[k](g) * masks[k])
+    return head(g).view(n, batch, -1).gather(2, ctx.y[None, :, None].expand(n, batch, 1)).squeeze(2)
+
+
+@torch.no_grad()
+def feature_ablation_batched(ctx: StepContext) -> list[torch.Tensor]:
+    """FA by one mega-batch per layer (any backbone; see `feature_ablation`)."""
     batch = len(ctx.y)
     target = ctx.logits(ctx.x).gather(1, ctx.y[:, None]).squeeze(1)
     out = []
