@@ -8,7 +8,7 @@ paper's Algorithm 1), per layer of hidden units:
 * units with a_i > m are eligible; n_eligible * rho units are due per step, accumulated as a fraction until a whole
   unit is due; the due number of eligible units with the smallest utility are replaced:
   input weights drawn afresh from the initialiser (Kaiming-uniform, a = sqrt(5), PyTorch's default), input bias 0,
-  outgoing weights 0 (so the network's function does not change), u_i = a_i = 0, and the Adam moments of every
+  outgoing weights 0 (the new unit adds nothing to the output until they grow), u_i = a_i = 0, and the Adam moments of every
   replaced entry reset to 0 (torch's Adam keeps one step count per tensor, which is not reset).
 
 Defaults (Dohare et al. 2024, Algorithm 1 and the Permuted MNIST experiment): decay rate eta 0.99, maturity
