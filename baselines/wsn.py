@@ -10,15 +10,15 @@ task and no weight decay their update is exactly zero. Each task's mask is store
 the only thing a test of that task needs, besides its own head.
 
 Defaults and where they come from (`docs/baselines.md`):
-* capacity c = 0.5 (`wsn_capacity`; the paper's study of c ranges from 3 % to 50 %; the results table also runs
-  c = 0.1);
-* scores initialised like the weights (Kaiming-uniform, a = sqrt(5), PyTorch's default for linear and conv layers),
-  one score tensor per layer carried over from task to task (scores are relearned, never reset);
-* one Adam over weights, scores and heads at the run's learning rate (as the paper: the same optimiser for both),
-  fresh per task, constant learning rate; no weight decay (it would move frozen weights);
-* ours: the backbone's biases are zero and never trained (the paper's subnetwork layers have none; a shared bias
-  would change earlier tasks' outputs), heads are per task and not masked, no batch norm (shared batch statistics
-  would also change earlier tasks), task-incremental only (a test needs the task's mask).
+* from the paper: per-layer top-c selection on |rho| with the straight-through estimate, frozen earlier weights,
+  binary per-task masks, task-incremental testing with the task's mask; capacity c = 0.5 (`wsn_capacity`; the
+  paper reports several capacities between 3 % and 50 %; the results table also runs c = 0.1);
+* ours: scores initialised like the weights (Kaiming-uniform, a = sqrt(5), PyTorch's default for linear and conv
+  layers), one score tensor per layer carried over from task to task (relearned, never reset); one Adam over
+  weights, scores and heads at the run's learning rate, fresh per task, constant (the repository's protocol for
+  every method); no weight decay (it would move frozen weights); the backbone's biases are zero and never trained
+  (a shared bias would change earlier tasks' outputs; the paper's subnetwork layers have none); heads are per task
+  and not masked; no batch norm (shared batch statistics would also change earlier tasks).
 """
 
 from __future__ import annotations
