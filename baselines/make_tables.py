@@ -40,7 +40,7 @@ NOTES = [
     "the seeds that finished, in %; `published` for Finetuning, HAT and AdaHAT: the FG-AdaHAT paper (its Tables 1 "
     "and 2), ✓ = within published mean ± 2 std (± 1.5 points where that std < 0.75)",
     "WSN and CBP: neither paper reports a number on a benchmark of this repository. WSN's Permuted MNIST has 10 tasks "
-    "on a two-layer 100-unit MLP (5 epochs, batch 10); CBP's is online Permuted MNIST (hundreds of tasks, one pass, "
+    "on a two-layer 100-unit MLP (5 epochs, batch 10); CBP's is Online Permuted MNIST (800 tasks, one pass, "
     "accuracy per task, no average accuracy). No published value is shown for them.",
     "seconds: wall time of one run (training and testing), one CPU thread on a shared 2-core machine with other runs "
     "beside it; compare within a table only",
