@@ -12,7 +12,7 @@ paper's Algorithm 1), per layer of hidden units:
   replaced entry reset to 0 (torch's Adam keeps one step count per tensor, which is not reset).
 
 Defaults (Dohare et al. 2024, Algorithm 1 and the Permuted MNIST experiment): decay rate eta 0.99, maturity
-threshold m 100, replacement rate rho 1e-4. Ours (`docs/baselines.md`): the repository's optimiser protocol (Adam,
+threshold m 100, replacement rate rho 1e-4. Ours (`docs/baselines.md#cbp`): the repository's optimiser protocol (Adam,
 fresh per task, as Finetuning) and no batch norm by default; with `batch_norm=true` a replaced unit's batch-norm
 scale, shift and running statistics are reset too. Units: the MLP's three hidden layers (the last one's outgoing
 weights are the heads: the current task's head for the utility, every head zeroed on replacement); in ResNet-18 the
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.algorithm import Algorithm
+from common.config import Hparam
 from common.nets import MLP, ResNet18
 
 
@@ -65,14 +66,17 @@ def outgoing_magnitude(weight: torch.Tensor) -> torch.Tensor:
 
 class CBP(Algorithm):
     name = "cbp"
-    hparams = {"replacement_rate": 1e-4, "decay_rate": 0.99, "maturity_threshold": 100}
+    hparams = {
+        "replacement_rate": Hparam(1e-4, "rho, the fraction of a layer's mature units replaced per step (accumulated "
+                                         "until a whole unit is due)", ge=0, le=1, equation="CBP Algorithm 1"),
+        "decay_rate": Hparam(0.99, "eta, the running-average decay of the contribution utility", ge=0, lt=1,
+                             equation="CBP Algorithm 1 (contribution utility)"),
+        "maturity_threshold": Hparam(100, "m, the steps a unit must have lived before it can be replaced", ge=0,
+                                     equation="CBP Algorithm 1"),
+    }
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)
-        if not 0.0 <= cfg["replacement_rate"] <= 1.0 or not 0.0 <= cfg["decay_rate"] < 1.0:
-            raise ValueError("CBP needs 0 <= replacement_rate <= 1 and 0 <= decay_rate < 1")
-        if cfg["maturity_threshold"] < 0:
-            raise ValueError("maturity_threshold must not be negative")
         self.units = unit_layers(self.backbone)
         sizes = [u.producer.weight.shape[0] for u in self.units]
         self.utility = [torch.zeros(n) for n in sizes]

@@ -9,7 +9,7 @@ has no gradient, so the scores get the straight-through estimate (the paper's Eq
 task and no weight decay their update is exactly zero. Each task's mask is stored packed 8 weights per byte and is
 the only thing a test of that task needs, besides its own head.
 
-Defaults and where they come from (`docs/baselines.md`):
+Defaults and where they come from (`docs/baselines.md#wsn`):
 * from the paper: per-layer top-c selection on |rho| with the straight-through estimate, frozen earlier weights,
   binary per-task masks, task-incremental testing with the task's mask; capacity c = 0.5 (`wsn_capacity`; the
   paper reports several capacities between 3 % and 50 %; the results table also runs c = 0.1);
@@ -31,6 +31,7 @@ from torch import nn
 from torch.func import functional_call
 
 from common.algorithm import Algorithm
+from common.config import ConfigError, Hparam
 from common.nets import build_backbone
 
 _BIT_VALUES = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
@@ -74,7 +75,20 @@ class WSN(Algorithm):
 
     name = "wsn"
     plateau_scheduler = False
-    hparams = {"wsn_capacity": 0.5}
+    hparams = {"wsn_capacity": Hparam(0.5, "c, the fraction of each layer's weights in a task's subnetwork (top-c of "
+                                           "|score|)", gt=0, le=1, equation="WSN Eq. 3 (top-c subnetwork)")}
+
+    @classmethod
+    def check_config(cls, cfg):
+        """WSN keeps earlier tasks exactly through masks: no batch norm, no weight decay, task-incremental only."""
+        super().check_config(cfg)
+        if cfg["batch_norm"]:
+            raise ConfigError("batch_norm must be false for wsn: shared batch norm statistics would change earlier "
+                              "tasks' outputs")
+        if cfg["setting"] != "til":
+            raise ConfigError("setting must be til for wsn: a test needs the task's mask")
+        if cfg["weight_decay"]:
+            raise ConfigError("weight_decay must be 0 for wsn: weight decay would move earlier tasks' frozen weights")
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)
@@ -97,16 +111,6 @@ class WSN(Algorithm):
 
     def build_backbone(self, input_shape):
         cfg = self.cfg
-        if not 0.0 < cfg["wsn_capacity"] <= 1.0:
-            raise ValueError(f"wsn_capacity must be in (0, 1], got {cfg['wsn_capacity']}")
-        if cfg["batch_norm"]:
-            raise ValueError("WSN shares its backbone across tasks through masks: batch norm would change earlier "
-                             "tasks' outputs (set batch_norm=false)")
-        if cfg["setting"] != "til":
-            raise ValueError("WSN is task-incremental (setting=til): a test needs the task's mask")
-        if cfg["weight_decay"]:
-            raise ValueError("WSN freezes earlier tasks' weights exactly: weight decay would move them "
-                             "(set weight_decay=0)")
         backbone = build_backbone(cfg["backbone"], input_shape, False)
         for name, p in backbone.named_parameters():
             if p.dim() == 1:  # biases: zero and frozen (see the module docstring)

@@ -11,6 +11,7 @@ import baselines
 from baselines import METHODS
 from baselines.wsn import WSN, TopKStraightThrough, kept_count, pack_mask, unpack_mask
 from common import benchmarks, config, engine, records, runner
+from common.config import ConfigError
 
 PACKAGE = Path(baselines.__file__).parent
 
@@ -150,9 +151,8 @@ def test_resnet18_exact_retention(tmp_path, one_thread):
                                           ({"wsn_capacity": "0"}, "wsn_capacity"),
                                           ({"weight_decay": "1e-4"}, "weight decay")])
 def test_rejected_settings(tmp_path, extra, words):
-    cfg = make_cfg(tmp_path, **extra)
-    with pytest.raises(ValueError, match=words):
-        WSN(cfg, [4, 4], (1, 28, 28))
+    with pytest.raises(ConfigError, match=words):  # at configuration time, before any data loads
+        make_cfg(tmp_path, **extra)
 
 
 def test_listed_in_help(capsys):
