@@ -23,7 +23,16 @@ from pathlib import Path
 from adahat import METHODS
 from common import config as config_lib
 from common.records import git_commit, is_done
-from common.tables import Cell, Table, collect, find_run, metric_values, read_targets, write_tables
+from common.tables import (
+    Cell,
+    Table,
+    collect,
+    exit_on_record_error,
+    find_run,
+    metric_values,
+    read_targets,
+    write_tables,
+)
 from scripts.sweep import parse_seeds
 
 HERE = Path(__file__).parent
@@ -136,6 +145,7 @@ def capacity_outputs(seed: int, out: Path, overrides: dict, header: str = "") ->
     return paths + [out / "capacity.png"]
 
 
+@exit_on_record_error
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="", help="e.g. 1-5 (default: each study's)")

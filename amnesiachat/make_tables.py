@@ -22,7 +22,7 @@ from pathlib import Path
 from amnesiachat import METHODS
 from common import config as config_lib
 from common.records import git_commit
-from common.tables import Cell, Table, collect, metric_values, write_tables
+from common.tables import Cell, Table, collect, exit_on_record_error, metric_values, write_tables
 from scripts.sweep import parse_seeds
 
 HERE = Path(__file__).parent
@@ -87,6 +87,7 @@ def study_table(study: str, title: str, seeds, overrides: dict, metrics=("aa_rem
     return Table(title, columns, rows, NOTES)
 
 
+@exit_on_record_error
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="", help="e.g. 1-5 (default: each study's)")

@@ -14,7 +14,9 @@ names the closest valid keys. Values are checked against the type of their defau
 
 from __future__ import annotations
 
+import copy
 import difflib
+import functools
 from pathlib import Path
 
 import yaml
@@ -30,6 +32,8 @@ class ConfigError(ValueError):
 ENGINE_KEYS: dict[str, tuple[object, type, str]] = {
     "method": (None, str, "registered method name"),
     "benchmark": (None, str, "benchmark name (pmnist, rmnist, smnist, scifar10, scifar100, combined20, combined5, synthetic)"),
+    "package": ("", str, "paper package the run belongs to, the first folder level of its record (set by "
+                         "`<package>.run`; default: the package that defines the method)"),
     "study": ("default", str, "folder that groups the runs of one study"),
     "run_name": ("", str, "folder name of the run inside the study (default: the method name)"),
     "seed": (1, int, "run seed: initialisation and batch order (data splits never depend on it)"),
@@ -71,10 +75,32 @@ ENGINE_KEYS: dict[str, tuple[object, type, str]] = {
 # The reference learners behind FWT (independent) and FR (joint, random); ordinary runs, cached per reference key.
 REFERENCES = ("joint", "independent", "random")
 
-# Keys that decide a reference run (joint / independent / random); see `reference_config`.
-REFERENCE_KEYS = ("benchmark", "num_tasks", "epochs", "batch_size", "backbone", "batch_norm", "setting", "lr",
-                  "weight_decay", "plateau_scheduler", "plateau_patience", "plateau_factor", "train_subset", "seed",
-                  "device", "data_dir", "out_dir", "eval_batch_size", "threads")
+# ----- run identity -------------------------------------------------------------------------------------------
+# Every key makes two runs distinct (a finished record is reused only when they agree on it) unless it is listed
+# here; a key added to ENGINE_KEYS later is distinct-making by default.
+EXECUTION_KEYS = ("device", "threads", "data_dir", "out_dir", "eval_batch_size", "log_every", "references", "tf32")
+"""How and where a run is executed, not what it learns: never compared, never part of a folder name or digest."""
+PLACEMENT_KEYS = ("package", "study", "run_name")
+"""Where the record lives: the folder names them, so they are not compared with the record's own config."""
+NOT_FOR_REFERENCES = ("method", "package", "study", "run_name", "references", "unlearning_requests",
+                      "unlearnable_age", "unlearnable_ages", "cul_reference", "tf32", "amp_bf16", "compile",
+                      "compile_backend")
+"""Engine keys of a main run that its joint / independent / random references do not take over (these run the
+plain backbone without speed switches); every other engine key is passed on, so a new engine key reaches them."""
+NOT_DISTINCT = frozenset(EXECUTION_KEYS + PLACEMENT_KEYS)
+
+
+def is_distinct(key: str) -> bool:
+    """Whether `key` makes two runs distinct (see EXECUTION_KEYS, PLACEMENT_KEYS)."""
+    return key not in NOT_DISTINCT
+
+
+def reference_keys() -> tuple[str, ...]:
+    """The engine keys a reference run takes over from its main run (identity and execution keys alike)."""
+    return tuple(key for key in ENGINE_KEYS if key not in NOT_FOR_REFERENCES)
+
+
+REFERENCE_KEYS = reference_keys()
 
 
 def parse_cli(argv: list[str]) -> dict:
@@ -89,9 +115,16 @@ def parse_cli(argv: list[str]) -> dict:
 
 
 def load_yaml(path: Path) -> dict:
-    """Read a YAML mapping; a missing or malformed file is a ConfigError."""
+    """Read a YAML mapping; a missing or malformed file is a ConfigError. Parsed once per file version (planning a
+    sweep resolves hundreds of runs from the same few files)."""
+    path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
+    return copy.deepcopy(_parsed_yaml(str(path), path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_yaml(path: str, mtime_ns: int) -> dict:
     with open(path) as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
@@ -173,6 +206,7 @@ def resolve(cli: dict, methods: dict, study_layer: dict | None = None) -> dict:
         merge_layer(cfg, study_layer, schema, "study file")
     merge_layer(cfg, cli, schema, "the command line")
     cfg["method"], cfg["benchmark"] = method, benchmark
+    cfg["package"] = cfg["package"] or method_cls.__module__.split(".")[0]
     validate(cfg)
     return cfg
 
@@ -221,13 +255,20 @@ def reference_config(cfg: dict, reference: str) -> dict:
     References use the plain backbone of the main run: the same batch-norm flag (masked HAT-family networks have
     none), optimiser, epochs, batch size and seed, so every method with the same key shares them.
     """
-    ref = {key: cfg[key] for key in REFERENCE_KEYS}
+    ref = {key: cfg[key] for key in reference_keys() if key in cfg}
     ref["method"] = reference
     return ref
 
 
+# identity keys of a reference that its folder states outside the readable key (see `reference_key`)
+_REFERENCE_KEY_PARTS = ("benchmark", "num_tasks", "seed", "backbone", "batch_norm", "setting", "lr", "weight_decay",
+                        "epochs", "batch_size", "plateau_scheduler", "plateau_patience", "plateau_factor",
+                        "train_subset")
+
+
 def reference_key(cfg: dict) -> str:
-    """Readable folder name of the reference runs shared by every method with these settings."""
+    """Readable folder name of the reference runs shared by every method with these settings. Any other identity
+    key a reference takes over is appended as `<key>-<value>` when it differs from its benchmark's default."""
     bn = "bn" if cfg["batch_norm"] else "nobn"
     parts = [cfg["backbone"], bn, cfg["setting"], f"lr{cfg['lr']:g}", f"wd{cfg['weight_decay']:g}",
              f"e{cfg['epochs']}", f"b{cfg['batch_size']}"]
@@ -238,6 +279,11 @@ def reference_key(cfg: dict) -> str:
         parts.append(f"patience{cfg['plateau_patience']}-factor{cfg['plateau_factor']:g}")
     if cfg["train_subset"]:
         parts.append(f"sub{cfg['train_subset']}")
+    bench = benchmark_yaml(cfg["benchmark"])
+    for key in reference_keys():
+        if is_distinct(key) and key not in _REFERENCE_KEY_PARTS and key in cfg:
+            if cfg[key] != bench.get(key, ENGINE_KEYS[key][0]):
+                parts.append(f"{key}-{cfg[key]}")
     return "-".join(parts)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from common import config as config_lib
 from common.records import git_commit
 from common.runner import read_study
-from common.tables import Cell, Table, collect, metric_values, read_targets, write_tables
+from common.tables import Cell, Table, collect, exit_on_record_error, metric_values, read_targets, write_tables
 from fg_adahat import METHODS
 from scripts.sweep import parse_seeds
 
@@ -61,6 +61,7 @@ def build_table(name: str, found: dict, targets: dict, benchmarks: list[str], pl
     return Table(title, columns, rows, notes)
 
 
+@exit_on_record_error
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benchmarks", default="pmnist,scifar100,combined20")
