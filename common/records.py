@@ -35,6 +35,10 @@ class RecordError(RuntimeError):
     """A run folder that cannot be used: corrupt, or finished with a different configuration."""
 
 
+class CorruptRecordError(RecordError):
+    """A record whose files cannot be read: the message names the folder and says to delete it."""
+
+
 def run_folder(cfg: dict) -> Path:
     """`<out_dir>/<package>/<study>/<benchmark>-<num_tasks>/<run name>/seed<k>`; the joint / independent / random
     references of ordinary runs are shared by every package under `<out_dir>/references/<benchmark>-<num_tasks>/
@@ -177,9 +181,9 @@ def read_acc(folder: Path) -> list[list[float]]:
                     raise ValueError(f"row after task {task} has {len(row)} accuracies")
                 rows.append(row)
     except (OSError, ValueError, StopIteration, IndexError) as err:
-        raise RecordError(f"corrupt run record {folder}: cannot read acc.csv ({err}); delete the folder to rerun it")
+        raise CorruptRecordError(f"corrupt run record {folder}: cannot read acc.csv ({err}); delete the folder to rerun it")
     if not rows:
-        raise RecordError(f"corrupt run record {folder}: acc.csv has no rows; delete the folder to rerun it")
+        raise CorruptRecordError(f"corrupt run record {folder}: acc.csv has no rows; delete the folder to rerun it")
     return rows
 
 
@@ -192,7 +196,7 @@ def read_record(folder: Path) -> dict:
     try:
         metrics = json.loads((folder / "metrics.json").read_text())
     except (OSError, ValueError) as err:
-        raise RecordError(f"corrupt run record {folder}: cannot read metrics.json ({type(err).__name__}); "
+        raise CorruptRecordError(f"corrupt run record {folder}: cannot read metrics.json ({type(err).__name__}); "
                           "delete the folder to rerun it") from None
     return {"folder": folder, "config": cfg, "acc": read_acc(folder), **metrics}
 
@@ -202,10 +206,10 @@ def read_config(folder: Path) -> dict:
     try:
         cfg = yaml.safe_load((Path(folder) / "config.yaml").read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise RecordError(f"corrupt run record {folder}: cannot read config.yaml ({type(err).__name__}); "
+        raise CorruptRecordError(f"corrupt run record {folder}: cannot read config.yaml ({type(err).__name__}); "
                           "delete the folder to rerun it") from None
     if not isinstance(cfg, dict):
-        raise RecordError(f"corrupt run record {folder}: config.yaml holds no mapping; delete the folder to rerun it")
+        raise CorruptRecordError(f"corrupt run record {folder}: config.yaml holds no mapping; delete the folder to rerun it")
     return cfg
 
 

@@ -118,6 +118,8 @@ def collect(package_dir: Path, study: str, methods: dict, seeds: list[int] | Non
                     continue
                 try:
                     records.check_same_config(folder, cfg)
+                except records.CorruptRecordError:
+                    raise
                 except records.RecordError as err:
                     print(f"left out: {err}")  # a run made with other settings than the study's current ones
                     continue
