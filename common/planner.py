@@ -223,7 +223,8 @@ def summary(jobs: list[Job], parallel: int = 1) -> str:
     groups: dict[tuple[str, str], list[tuple[Job, str]]] = {}
     for job in jobs:
         groups.setdefault((job.benchmark, job.name), []).append((job, job.state))
-    header = f"{'benchmark':14s} {'method':26s} {'finished':>8s} {'to run':>7s} {'running':>8s} {'failed':>7s}  estimate"
+    header = (f"{'benchmark':14s} {'method':26s} {'finished':>8s} {'to run':>7s} {'running':>8s} {'failed':>7s}"
+              "  estimate")
     lines, total, unknown = [header, "-" * len(header)], 0.0, 0
     for (bench, name), items in groups.items():
         counts = {s: sum(1 for _, state in items if state == s) for s in STATES}

@@ -181,7 +181,8 @@ def read_acc(folder: Path) -> list[list[float]]:
                     raise ValueError(f"row after task {task} has {len(row)} accuracies")
                 rows.append(row)
     except (OSError, ValueError, StopIteration, IndexError) as err:
-        raise CorruptRecordError(f"corrupt run record {folder}: cannot read acc.csv ({err}); delete the folder to rerun it")
+        raise CorruptRecordError(f"corrupt run record {folder}: cannot read acc.csv ({err}); "
+                                 "delete the folder to rerun it")
     if not rows:
         raise CorruptRecordError(f"corrupt run record {folder}: acc.csv has no rows; delete the folder to rerun it")
     return rows
@@ -195,6 +196,8 @@ def read_record(folder: Path) -> dict:
     cfg = read_config(folder)
     try:
         metrics = json.loads((folder / "metrics.json").read_text())
+        if not isinstance(metrics, dict):
+            raise ValueError("not a mapping")
     except (OSError, ValueError) as err:
         raise CorruptRecordError(f"corrupt run record {folder}: cannot read metrics.json ({type(err).__name__}); "
                           "delete the folder to rerun it") from None
@@ -209,7 +212,8 @@ def read_config(folder: Path) -> dict:
         raise CorruptRecordError(f"corrupt run record {folder}: cannot read config.yaml ({type(err).__name__}); "
                           "delete the folder to rerun it") from None
     if not isinstance(cfg, dict):
-        raise CorruptRecordError(f"corrupt run record {folder}: config.yaml holds no mapping; delete the folder to rerun it")
+        raise CorruptRecordError(f"corrupt run record {folder}: config.yaml holds no mapping; "
+                                 "delete the folder to rerun it")
     return cfg
 
 
