@@ -217,3 +217,44 @@ def test_slurm_launcher_stops_after_a_failed_level(tmp_path, capsys):
     assert launchers.run_slurm(jobs, tmp_path / "slurm", cluster="debug") == 1
     assert "later levels not submitted" in capsys.readouterr().out
     assert not (jobs[1].folder / "started").exists()
+
+
+def test_slurm_levels_are_chained_with_afterok(tmp_path, monkeypatch):
+    """On SLURM (a stand-in for submitit's executor): one array per level, the next held back with afterok on the
+    previous array, partition, time, GPUs and the runs per GPU passed on; nothing is waited for."""
+    import contextlib
+    import types
+
+    import submitit
+
+    calls = []
+
+    class Executor:
+        cluster = "slurm"
+
+        def __init__(self, folder, cluster):
+            self.arrays = 0
+
+        def update_parameters(self, **params):
+            calls.append(params)
+
+        @contextlib.contextmanager
+        def batch(self):
+            self.arrays += 1
+            self.index = 0
+            yield
+
+        def submit(self, fn, commands, outs, gpus):
+            self.index += 1
+            calls.append(("task", len(commands), gpus))
+            return types.SimpleNamespace(job_id=f"{100 + self.arrays}_{self.index - 1}")
+
+    monkeypatch.setattr(submitit, "AutoExecutor", Executor)
+    jobs = fake_jobs(tmp_path)
+    assert launchers.run_slurm(jobs, tmp_path, "gpu", 90, gpus_per_job=1, jobs_per_gpu=1, cluster="slurm") == 0
+    first, task0, second, task1, task2 = calls
+    assert first["slurm_partition"] == "gpu" and first["timeout_min"] == 90 and first["gpus_per_node"] == 1
+    assert "dependency" not in first["slurm_additional_parameters"] and task0 == ("task", 1, 1)
+    assert second["slurm_additional_parameters"]["dependency"] == "afterok:101"
+    assert task1 == task2 == ("task", 1, 1)
+    assert not any(j.done for j in jobs)
