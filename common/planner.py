@@ -28,7 +28,7 @@ STATES = ("finished", "to run", "running", "failed")
 
 
 def is_unlearning(cfg: dict) -> bool:
-    return bool(cfg["unlearning_requests"].strip())
+    return bool(str(cfg.get("unlearning_requests") or "").strip())
 
 
 def unlearning_reference_config(cfg: dict, kind: str, methods: dict) -> dict:
@@ -58,11 +58,11 @@ def reference_configs(cfg: dict, methods: dict) -> dict[str, dict]:
 
     Ordinary runs need joint / independent / random (FR, FWT) unless `references=none` or they are references
     themselves; unlearning runs need their retrain and original references (DD, AG)."""
-    if cfg["references"] == "none" or cfg["cul_reference"]:
+    if cfg.get("references") == "none" or cfg.get("cul_reference"):
         return {}
     if is_unlearning(cfg):
         return {kind: unlearning_reference_config(cfg, kind, methods) for kind in UNLEARNING_REFERENCES}
-    if cfg["references"] == "only":
+    if cfg.get("references") == "only":
         raise config_lib.ConfigError("references=only is for unlearning runs (it trains their two references)")
     if cfg["method"] in REFERENCES:
         return {}
