@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 import types
@@ -95,7 +96,8 @@ def train_and_record(cfg: dict, methods: dict, refs: dict | None = None, echo: b
 
 class RunLock:
     """Exclusive creation of `<folder>.lock`: two processes never train into the same run folder (parallel sweeps,
-    several main runs needing the same reference). A lock whose process has died is taken over."""
+    several main runs needing the same reference). It holds `<pid>@<host>`; a lock whose process on this host has
+    died is taken over, one held on another host (a cluster node sharing the file system) counts as held."""
 
     def __init__(self, folder: Path):
         self.path = folder.parent / (folder.name + ".lock")
@@ -106,7 +108,7 @@ class RunLock:
         while True:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                os.write(fd, str(os.getpid()).encode())
+                os.write(fd, f"{os.getpid()}@{socket.gethostname()}".encode())
                 os.close(fd)
                 return
             except FileExistsError:
@@ -114,13 +116,17 @@ class RunLock:
                     self.path.unlink(missing_ok=True)
                     continue
                 if not waited:
-                    log(f"waiting for another process to finish {self.path.with_suffix('')}")
+                    log(f"waiting for another process to finish {self.path.with_suffix('')} (lock {self.path}; "
+                        "delete it if the process that holds it is gone)")
                     waited = True
                 time.sleep(5)
 
     def _holder_alive(self) -> bool:
         try:
-            os.kill(int(self.path.read_text() or 0), 0)
+            pid, _, host = self.path.read_text().partition("@")
+            if host and host != socket.gethostname():
+                return True
+            os.kill(int(pid or 0), 0)
             return True
         except (ValueError, ProcessLookupError, FileNotFoundError):
             return False

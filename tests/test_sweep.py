@@ -258,3 +258,20 @@ def test_slurm_levels_are_chained_with_afterok(tmp_path, monkeypatch):
     assert second["slurm_additional_parameters"]["dependency"] == "afterok:101"
     assert task1 == task2 == ("task", 1, 1)
     assert not any(j.done for j in jobs)
+
+
+def test_job_state_reads_the_run_lock(tmp_path):
+    from common.runner import RunLock
+
+    jobs = sweep.plan("fg_adahat", "main", ["pmnist"], [1], ["hat"], {"out_dir": str(tmp_path), "references": "none"})
+    job = jobs[0]
+    assert job.state == "to run"
+    lock = RunLock(job.folder)
+    lock.acquire(print)
+    job.folder.mkdir(parents=True)
+    assert job.state == "running"
+    lock.path.write_text("999999999@another-node")  # held on a cluster node: cannot be checked from here
+    assert job.state == "running"
+    lock.path.write_text("999999999")               # a dead process on this host
+    assert job.state == "failed"
+    lock.release()
