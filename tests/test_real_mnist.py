@@ -62,7 +62,7 @@ def test_quick_mode_shows_the_published_picture(mnist_dir, tmp_path):
     """The quick mode's settings (FG-AdaHAT main study, Permuted MNIST 5 tasks x 1 epoch, full data, seed 1):
     Finetuning forgets most, HAT's BWT is 0, and HAT, AdaHAT and FG-AdaHAT (IG) are far above Finetuning in AA
     (seed 1, one thread as in the quick mode: Finetuning AA 50.4, BWT -58.2; HAT 91.3, BWT 0; AdaHAT 89.9;
-    FG-AdaHAT IG 90.4). AdaHAT's gain over HAT needs a long sequence, so it is not asked here. About a minute on
+    FG-AdaHAT IG 90.4). AdaHAT's gain over HAT needs a long sequence, so it is not asked here. Estimated 1-2 minutes on
     an idle 2-core machine."""
     from fg_adahat import METHODS as FG
     from common.runner import apply_study
