@@ -26,7 +26,8 @@ from adahat import METHODS
 from common import config as config_lib
 from common.records import git_commit, is_done
 from common.studies import parse_seeds, published_row, read_study, row_label, table_entries
-from common.tables import MISSING, Cell, Table, collect, find_run, metric_values, read_targets, write_tables
+from common.tables import (MISSING, Cell, Table, collect, exit_on_record_error, find_run, metric_values, read_targets,
+                           write_tables)
 
 HERE = Path(__file__).parent
 METRICS = ("aa", "fr", "bwt", "fwt")
@@ -138,6 +139,7 @@ def capacity_outputs(seed: int, out: Path, overrides: dict, header: str = "") ->
     return paths + [out / "capacity.png"]
 
 
+@exit_on_record_error
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="", help="e.g. 1-5 (default: each study's)")

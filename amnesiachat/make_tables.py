@@ -24,7 +24,7 @@ from amnesiachat import METHODS
 from common import config as config_lib
 from common.records import git_commit
 from common.studies import parse_seeds, read_study, row_label, table_entries
-from common.tables import Cell, Table, collect, metric_values, write_tables
+from common.tables import Cell, Table, collect, exit_on_record_error, metric_values, write_tables
 
 HERE = Path(__file__).parent
 # column label -> (study, benchmark, overrides)
@@ -78,6 +78,7 @@ def study_table(study: str, title: str, seeds, overrides: dict, metrics=("aa_rem
     return Table(title, columns, rows, NOTES)
 
 
+@exit_on_record_error
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="", help="e.g. 1-5 (default: each study's)")

@@ -22,7 +22,7 @@ from common import config as config_lib
 from common.records import git_commit
 from common.tables import Cell, Table, collect, metric_values, read_targets, write_tables
 from fg_adahat import METHODS as FG_METHODS
-from scripts.sweep import parse_seeds
+from common.studies import parse_seeds
 
 HERE = Path(__file__).parent
 FG_DIR = Path(fg_adahat.__file__).parent

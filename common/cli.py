@@ -97,7 +97,7 @@ def help_text(cli: dict, methods: dict, package_dir: Path, usage: str) -> str:
     if name is None:
         return general_help(methods, package_dir, usage)
     if name not in methods and config_lib.study_path(package_dir, cli.get("study")) is not None:
-        from common.runner import apply_study
+        from common.studies import apply_study
 
         name = apply_study(package_dir, cli)[0]["method"]
     if name not in methods:

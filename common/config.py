@@ -17,86 +17,16 @@ data is loaded or any reference run trains.
 
 from __future__ import annotations
 
+import copy
 import difflib
-import re
+import functools
 from pathlib import Path
-from typing import NamedTuple
 
 import yaml
 
+from common.hparams import ConfigError, Hparam, as_hparam  # noqa: F401 (re-exported)
+
 BENCHMARK_DIR = Path(__file__).parent / "configs" / "benchmarks"
-
-
-class ConfigError(ValueError):
-    """A configuration problem the user can fix (unknown key, bad value, missing file)."""
-
-
-class Hparam(NamedTuple):
-    """The declaration of one configuration key.
-
-    `Hparam(1e-6, "adjustment intensity", gt=0, equation="AdaHAT Eq. 9")`: the default (a method's YAML may set
-    the published value over it), a one-line help, and what is allowed: `choices`, or bounds `gt` / `ge` / `lt` /
-    `le`, or a regular expression `pattern` (with `allowed` describing it in words). `kind` is the value's type,
-    taken from the default unless given (a `None` default means "must be given" and a word, unless `kind` says
-    otherwise). A named tuple: `spec[0]` is the default, as in the older `(default, type, help)` entries.
-    """
-
-    default: object
-    help: str = ""
-    choices: tuple = ()
-    gt: float | None = None
-    ge: float | None = None
-    lt: float | None = None
-    le: float | None = None
-    equation: str = ""
-    kind: type | None = None
-    pattern: str = ""
-    allowed: str = ""
-
-    def value_type(self) -> type:
-        if self.kind is not None:
-            return self.kind
-        return str if self.default is None else type(self.default)
-
-    def describe(self) -> str:
-        """What the key allows, in words: 'one of a, b', '> 0 and < 1', ... ('' when only its type is checked)."""
-        if self.allowed:
-            return self.allowed
-        if self.choices:
-            return "one of " + ", ".join(repr(c) if c == "" else str(c) for c in self.choices)
-        bounds = [f"{op} {bound:g}" for op, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt),
-                                                      ("<=", self.le)) if bound is not None]
-        if bounds:
-            return " and ".join(bounds)
-        return f"matching {self.pattern}" if self.pattern else ""
-
-    def violates(self, value) -> bool:
-        if value is None:
-            return False
-        if self.choices and value not in self.choices:
-            return True
-        if self.pattern and not re.fullmatch(self.pattern, str(value)):
-            return True
-        return any(bound is not None and not test(value, bound) for bound, test in (
-            (self.gt, lambda v, b: v > b), (self.ge, lambda v, b: v >= b), (self.lt, lambda v, b: v < b),
-            (self.le, lambda v, b: v <= b)))
-
-    def check(self, key: str, value, source: str = "") -> None:
-        """Raise a ConfigError naming the key, what it allows and the offending value (and where it was set)."""
-        if self.violates(value):
-            where = f" (set in {source})" if source else ""
-            raise ConfigError(f"{key} must be {self.describe()}, got {value!r}{where}")
-
-
-def as_hparam(entry) -> Hparam:
-    """An `Hparam` from a declaration: an `Hparam`, an older `(default, type, help)` tuple, or a plain default."""
-    if isinstance(entry, Hparam):
-        return entry
-    if isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[1], type):
-        return Hparam(entry[0], entry[2], kind=entry[1])
-    return Hparam(entry)
-
-
 
 
 def available_benchmarks() -> list[str]:
@@ -109,6 +39,8 @@ ENGINE_KEYS: dict[str, Hparam] = {
     "benchmark": Hparam(None, "benchmark name: " + ", ".join(available_benchmarks())),
     "dataset": Hparam("", "dataset of benchmark=permuted|rotated|split (a name registered in common.data)"),
     "datasets": Hparam("", "comma-separated datasets of benchmark=combined, one per task, in task order"),
+    "package": Hparam("", "paper package the run belongs to, the first folder level of its record (set by "
+                          "`<package>.run`; default: the package that defines the method)"),
     "class_order_seed": Hparam(0, "benchmark=split: 0 or -1 deals the classes in numeric order, K > 0 in a seeded "
                                   "random order"),
     "study": Hparam("default", "a study of the paper folder (<package>/configs/studies/<name>.yaml): its settings "
@@ -158,10 +90,33 @@ ENGINE_KEYS: dict[str, Hparam] = {
 # The reference learners behind FWT (independent) and FR (joint, random); ordinary runs, cached per reference key.
 REFERENCES = ("joint", "independent", "random")
 
-# Keys that decide a reference run (joint / independent / random); see `reference_config`.
-REFERENCE_KEYS = ("benchmark", "dataset", "datasets", "class_order_seed", "num_tasks", "epochs", "batch_size",
-                  "backbone", "batch_norm", "setting", "lr", "weight_decay", "plateau_scheduler", "plateau_patience",
-                  "plateau_factor", "train_subset", "seed", "device", "data_dir", "out_dir", "eval_batch_size", "threads")
+# ----- run identity -------------------------------------------------------------------------------------------
+# Every key makes two runs distinct (a finished record is reused only when they agree on it) unless it is listed
+# here; a key added to ENGINE_KEYS later is distinct-making by default.
+EXECUTION_KEYS = ("device", "threads", "data_dir", "out_dir", "eval_batch_size", "log_every", "references", "tf32",
+                  "keep_checkpoint")
+"""How and where a run is executed, not what it learns: never compared, never part of a folder name or digest."""
+PLACEMENT_KEYS = ("package", "study", "run_name")
+"""Where the record lives: the folder names them, so they are not compared with the record's own config."""
+NOT_FOR_REFERENCES = ("method", "package", "study", "run_name", "references", "unlearning_requests",
+                      "unlearnable_age", "unlearnable_ages", "cul_reference", "tf32", "amp_bf16", "compile",
+                      "compile_backend")
+"""Engine keys of a main run that its joint / independent / random references do not take over (these run the
+plain backbone without speed switches); every other engine key is passed on, so a new engine key reaches them."""
+NOT_DISTINCT = frozenset(EXECUTION_KEYS + PLACEMENT_KEYS)
+
+
+def is_distinct(key: str) -> bool:
+    """Whether `key` makes two runs distinct (see EXECUTION_KEYS, PLACEMENT_KEYS)."""
+    return key not in NOT_DISTINCT
+
+
+def reference_keys() -> tuple[str, ...]:
+    """The engine keys a reference run takes over from its main run (identity and execution keys alike)."""
+    return tuple(key for key in ENGINE_KEYS if key not in NOT_FOR_REFERENCES)
+
+
+REFERENCE_KEYS = reference_keys()
 
 
 def parse_cli(argv: list[str]) -> dict:
@@ -176,9 +131,16 @@ def parse_cli(argv: list[str]) -> dict:
 
 
 def load_yaml(path: Path) -> dict:
-    """Read a YAML mapping; a missing or malformed file is a ConfigError."""
+    """Read a YAML mapping; a missing or malformed file is a ConfigError. Parsed once per file version (planning a
+    sweep resolves hundreds of runs from the same few files)."""
+    path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
+    return copy.deepcopy(_parsed_yaml(str(path), path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_yaml(path: str, mtime_ns: int) -> dict:
     with open(path) as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
@@ -261,6 +223,7 @@ def resolve(cli: dict, methods: dict, study_layer: dict | None = None) -> dict:
         merge_layer(cfg, study_layer, schema, "the study file", sources)
     merge_layer(cfg, cli, schema, "the command line", sources)
     cfg["method"], cfg["benchmark"] = method, benchmark
+    cfg["package"] = cfg["package"] or method_cls.__module__.split(".")[0]
     for key, spec in schema.items():
         spec.check(key, cfg[key], sources.get(key, ""))
     from common import benchmark_config  # imports this module
@@ -334,13 +297,21 @@ def reference_config(cfg: dict, reference: str) -> dict:
     own name, a constructor is filed under a label naming its data (`common.benchmark_config`), so
     `benchmark=permuted dataset=kmnist` never shares a reference with `pmnist`.
     """
-    ref = {key: cfg.get(key, ENGINE_KEYS[key][0]) for key in REFERENCE_KEYS}  # a record older than a key: default
+    ref = {key: cfg.get(key, ENGINE_KEYS[key][0]) for key in reference_keys()}  # a record older than a key: default
     ref["method"] = reference
     return ref
 
 
+# identity keys of a reference that its folder states outside the readable key (see `reference_key`); the
+# benchmark's data keys are in the benchmark label of the folder (`common.benchmark_config`)
+_REFERENCE_KEY_PARTS = ("benchmark", "dataset", "datasets", "class_order_seed", "num_tasks", "seed", "backbone",
+                        "batch_norm", "setting", "lr", "weight_decay", "epochs", "batch_size", "plateau_scheduler",
+                        "plateau_patience", "plateau_factor", "train_subset")
+
+
 def reference_key(cfg: dict) -> str:
-    """Readable folder name of the reference runs shared by every method with these settings."""
+    """Readable folder name of the reference runs shared by every method with these settings. Any other identity
+    key a reference takes over is appended as `<key>-<value>` when it differs from its benchmark's default."""
     bn = "bn" if cfg["batch_norm"] else "nobn"
     parts = [cfg["backbone"], bn, cfg["setting"], f"lr{cfg['lr']:g}", f"wd{cfg['weight_decay']:g}",
              f"e{cfg['epochs']}", f"b{cfg['batch_size']}"]
@@ -351,6 +322,11 @@ def reference_key(cfg: dict) -> str:
         parts.append(f"patience{cfg['plateau_patience']}-factor{cfg['plateau_factor']:g}")
     if cfg["train_subset"]:
         parts.append(f"sub{cfg['train_subset']}")
+    bench = benchmark_yaml(cfg["benchmark"])
+    for key in reference_keys():
+        if is_distinct(key) and key not in _REFERENCE_KEY_PARTS and key in cfg:
+            if cfg[key] != bench.get(key, ENGINE_KEYS[key][0]):
+                parts.append(f"{key}-{cfg[key]}")
     return "-".join(parts)
 
 

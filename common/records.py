@@ -39,17 +39,23 @@ class RecordError(RuntimeError):
     """A run folder that cannot be used: corrupt, or finished with a different configuration."""
 
 
+class CorruptRecordError(RecordError):
+    """A record whose files cannot be read: the message names the folder and says to delete it."""
+
+
 def run_folder(cfg: dict) -> Path:
-    """`<out_dir>/<study>/<benchmark>-<num_tasks>/<run name>/seed<k>`; references live under `references/`.
-    `<benchmark>` is a fixed benchmark's name, or a constructor's label naming its data (`permuted_kmnist`;
-    `common.benchmark_config.label`)."""
+    """`<out_dir>/<package>/<study>/<benchmark>-<num_tasks>/<run name>/seed<k>`; the joint / independent / random
+    references of ordinary runs are shared by every package under `<out_dir>/references/<benchmark>-<num_tasks>/
+    <reference key>/<method>/seed<k>`. `<benchmark>` is a fixed benchmark's name, or a constructor's label naming
+    its data (`permuted_kmnist`; `common.benchmark_config.label`)."""
     from common.benchmark_config import label  # imports common.config, which this module imports too
     bench = f"{label(cfg)}-{cfg['num_tasks']}"
     plain_reference = not cfg.get("unlearning_requests")  # unlearning runs of Independent are ordinary runs
     if cfg["method"] in config_lib.REFERENCES and cfg.get("study", "default") == "default" and plain_reference:
         return (Path(cfg["out_dir"]) / "references" / bench / config_lib.reference_key(cfg) / cfg["method"]
                 / f"seed{cfg['seed']}")
-    return Path(cfg["out_dir"]) / cfg["study"] / bench / config_lib.run_name(cfg) / f"seed{cfg['seed']}"
+    return (Path(cfg["out_dir"]) / cfg["package"] / cfg["study"] / bench / config_lib.run_name(cfg)
+            / f"seed{cfg['seed']}")
 
 
 def is_done(folder: Path) -> bool:
@@ -214,9 +220,10 @@ def read_acc(folder: Path) -> list[list[float]]:
                     raise ValueError(f"row after task {task} has {len(row)} accuracies")
                 rows.append(row)
     except (OSError, ValueError, StopIteration, IndexError) as err:
-        raise RecordError(f"corrupt run record {folder}: cannot read acc.csv ({err}); delete the folder to rerun it")
+        raise CorruptRecordError(f"corrupt run record {folder}: cannot read acc.csv ({err}); "
+                                 "delete the folder to rerun it")
     if not rows:
-        raise RecordError(f"corrupt run record {folder}: acc.csv has no rows; delete the folder to rerun it")
+        raise CorruptRecordError(f"corrupt run record {folder}: acc.csv has no rows; delete the folder to rerun it")
     return rows
 
 
@@ -225,27 +232,158 @@ def read_record(folder: Path) -> dict:
     folder = Path(folder)
     if not is_done(folder):
         raise RecordError(f"{folder} is not a finished run (no `done` marker)")
+    cfg = read_config(folder)
     try:
-        cfg = yaml.safe_load((folder / "config.yaml").read_text())
         metrics = json.loads((folder / "metrics.json").read_text())
-    except (OSError, ValueError, yaml.YAMLError) as err:
-        raise RecordError(f"corrupt run record {folder}: {err}; delete the folder to rerun it") from None
+        if not isinstance(metrics, dict):
+            raise ValueError("not a mapping")
+    except (OSError, ValueError) as err:
+        raise CorruptRecordError(f"corrupt run record {folder}: cannot read metrics.json ({type(err).__name__}); "
+                          "delete the folder to rerun it") from None
     return {"folder": folder, "config": cfg, "acc": read_acc(folder), **metrics}
+
+
+def read_config(folder: Path) -> dict:
+    """The config.yaml of a record; RecordError naming the folder if it is missing or unreadable."""
+    try:
+        cfg = yaml.safe_load((Path(folder) / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise CorruptRecordError(f"corrupt run record {folder}: cannot read config.yaml ({type(err).__name__}); "
+                          "delete the folder to rerun it") from None
+    if not isinstance(cfg, dict):
+        raise CorruptRecordError(f"corrupt run record {folder}: config.yaml holds no mapping; "
+                                 "delete the folder to rerun it")
+    return cfg
 
 
 def check_same_config(folder: Path, cfg: dict) -> None:
     """A finished run may be reused only if it was made with the same configuration."""
-    old = yaml.safe_load((Path(folder) / "config.yaml").read_text())
-    ignore = {"device", "threads", "eval_batch_size", "log_every", "data_dir", "out_dir", "references", "tf32",
-              "keep_checkpoint"}
+    old = read_config(folder)
+
     def differs(key) -> bool:
         if key not in old and key in config_lib.ENGINE_KEYS:  # a setting added after the run: fine at its default
             return cfg.get(key) != config_lib.ENGINE_KEYS[key][0]
         return old.get(key) != cfg.get(key)
 
-    diff = sorted(k for k in set(old) | set(cfg) if k not in ignore and differs(k))
+    diff = sorted(k for k in set(old) | set(cfg) if config_lib.is_distinct(k) and differs(k))
     if diff:
         details = ", ".join(f"{k}: {old.get(k)!r} -> {cfg.get(k)!r}" for k in diff)
         raise RecordError(f"{folder} was finished with a different configuration ({details}); "
                           "set run_name=... or study=... to keep both, or delete the folder")
 
+
+
+# ----- migration of the layout without a package level ----------------------------------------------------------------
+def migrate(out_dir: Path, dry_run: bool = False, echo=print) -> list[tuple[Path, list[Path]]]:
+    """Move the records of `<out_dir>/<study>/<benchmark>-<tasks>/<entry>/seed<k>` (the layout before run folders
+    had a package level) to `run_folder`'s layout; nothing is retrained and no record is changed. The package of a
+    record is read from its config.yaml: the package named there, else the package that defines the method (study
+    `default`), else the package whose study resolves this entry to the closest configuration (a record that fits
+    two packages' studies equally well was reused by both, so it is copied to each). Unlearning references are
+    renamed to the current digest of their settings. Returns [(old folder, [new folders])]."""
+    from common import planner
+
+    out_dir = Path(out_dir)
+    packages, done_moves = planner.packages(), []
+    for folder in sorted(p.parent for p in out_dir.glob("*/*/*/seed*/config.yaml")):
+        if folder.relative_to(out_dir).parts[0] in (*packages, "references"):
+            continue
+        try:
+            cfg = read_config(folder)
+            targets = [migrated_folder(cfg, package, out_dir) for package in record_packages(cfg, folder)]
+        except (RecordError, config_lib.ConfigError) as err:
+            echo(f"not moved: {folder}: {err}")
+            continue
+        if not targets:
+            echo(f"not moved: {folder}: no package has study {cfg.get('study')!r} with this entry; move it by hand")
+            continue
+        for target in [t for t in targets if t.exists()]:
+            echo(f"not moved to {target}: a record is already there")
+            targets.remove(target)
+        if not targets:
+            continue
+        echo(f"{'would move' if dry_run else 'moved'} {folder} -> {', '.join(map(str, targets))}")
+        done_moves.append((folder, targets))
+        if dry_run:
+            continue
+        out = folder.parent / f"{folder.name}.out"
+        for i, target in enumerate(targets):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            last = i == len(targets) - 1
+            (shutil.move if last else shutil.copytree)(str(folder), str(target))
+            if out.exists():
+                (shutil.move if last else shutil.copy2)(str(out), str(target.parent / out.name))
+        for parent in list(folder.parents)[:3]:  # drop emptied <entry>, <benchmark>, <study> folders
+            if parent.exists() and not any(parent.iterdir()):
+                parent.rmdir()
+    return done_moves
+
+
+def migrated_folder(cfg: dict, package: str, out_dir: Path) -> Path:
+    new = {**cfg, "package": package, "out_dir": str(out_dir)}
+    if cfg.get("cul_reference"):
+        from common import planner
+
+        methods = planner.package_methods(package)
+        defaults = config_lib.resolve({"method": cfg["method"], "benchmark": cfg["benchmark"]}, methods)
+        digest = planner.settings_digest(new, defaults)
+        new["run_name"] = f"ref-{cfg['cul_reference']}-{cfg['method']}-{digest}"
+    return run_folder(new)
+
+
+def record_packages(cfg: dict, folder: Path) -> list[str]:
+    """The package(s) a record of the old layout belongs to (see `migrate`)."""
+    from common import planner
+    from common.studies import apply_study, read_study
+
+    if cfg.get("package"):
+        return [cfg["package"]]
+    study, entry = cfg.get("study", "default"), folder.parent.name
+    if study == "default":
+        for package in planner.packages():
+            methods = planner.package_methods(package)
+            if cfg["method"] in methods:
+                return [methods[cfg["method"]].__module__.split(".")[0]]
+        return []
+    scores = {}
+    for package in planner.packages():
+        if study not in planner.studies(package):
+            continue
+        spec = read_study(planner.ROOT / package, study)
+        runs = {name: (item or {}).get("method", name) for name, item in spec["methods"].items()}
+        if cfg.get("cul_reference"):  # unlearning references belong to the study that runs their method
+            if cfg["method"] in runs.values():
+                scores[package] = 0
+            continue
+        if entry not in runs:
+            continue
+        cli, layer = apply_study(planner.ROOT / package, {"study": study, "method": entry, "seed": cfg["seed"],
+                                                          "benchmark": cfg["benchmark"], "package": package})
+        resolved = config_lib.resolve(cli, planner.package_methods(package), layer)
+        scores[package] = sum(1 for k in set(cfg) | set(resolved)
+                              if config_lib.is_distinct(k) and k in cfg and cfg.get(k) != resolved.get(k))
+    best = min(scores.values(), default=None)
+    return [package for package, score in scores.items() if score == best]
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m common.records", description="Run-record maintenance.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    move = sub.add_parser("migrate", help="move records of the layout without a package level to "
+                                          "<out_dir>/<package>/<study>/...; nothing is retrained")
+    move.add_argument("--out-dir", default="runs")
+    move.add_argument("--dry-run", action="store_true", help="print the moves, change nothing")
+    args = parser.parse_args(argv)
+    if not Path(args.out_dir).is_dir():
+        print(f"error: {args.out_dir} is not a folder of run records", file=sys.stderr)
+        return 2
+    moves = migrate(Path(args.out_dir), args.dry_run)
+    print(f"{len(moves)} records {'to move' if args.dry_run else 'moved'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

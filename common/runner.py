@@ -9,9 +9,9 @@ the same reference key), with references=none the metrics say why they are missi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import socket
 import sys
 import time
 import types
@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from common import config as config_lib
+from common import planner
 from common import records
 from common.benchmark_config import BENCHMARK_KEYS, benchmark_args
 from common.benchmarks import build_benchmark
@@ -103,7 +104,8 @@ def train_and_record(cfg: dict, methods: dict, refs: dict | None = None, echo: b
 
 class RunLock:
     """Exclusive creation of `<folder>.lock`: two processes never train into the same run folder (parallel sweeps,
-    several main runs needing the same reference). A lock whose process has died is taken over."""
+    several main runs needing the same reference). It holds `<pid>@<host>`; a lock whose process on this host has
+    died is taken over, one held on another host (a cluster node sharing the file system) counts as held."""
 
     def __init__(self, folder: Path):
         self.path = folder.parent / (folder.name + ".lock")
@@ -114,7 +116,7 @@ class RunLock:
         while True:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                os.write(fd, str(os.getpid()).encode())
+                os.write(fd, f"{os.getpid()}@{socket.gethostname()}".encode())
                 os.close(fd)
                 return
             except FileExistsError:
@@ -122,27 +124,29 @@ class RunLock:
                     self.path.unlink(missing_ok=True)
                     continue
                 if not waited:
-                    log(f"waiting for another process to finish {self.path.with_suffix('')}")
+                    log(f"waiting for another process to finish {self.path.with_suffix('')} (lock {self.path}; "
+                        "delete it if the process that holds it is gone)")
                     waited = True
                 time.sleep(5)
 
     def _holder_alive(self) -> bool:
         try:
-            os.kill(int(self.path.read_text() or 0), 0)
+            pid, _, host = self.path.read_text().partition("@")
+            if host and host != socket.gethostname():
+                return True
+            os.kill(int(pid or 0), 0)
             return True
         except (ValueError, ProcessLookupError, FileNotFoundError):
             return False
         except PermissionError:
             return True
 
+    def held(self) -> bool:
+        """Whether a live process holds the lock now."""
+        return self.path.exists() and self._holder_alive()
+
     def release(self) -> None:
         self.path.unlink(missing_ok=True)
-
-
-def ensure_reference(cfg: dict, reference: str, methods: dict) -> list[list[float]]:
-    """The accuracy matrix of a reference run for main run `cfg`, training it first if it does not exist."""
-    ref_cfg = config_lib.resolve(config_lib.reference_config(cfg, reference), methods)
-    return records.read_acc(finished_reference(ref_cfg, methods, f"reference {reference}"))
 
 
 def finished_reference(ref_cfg: dict, methods: dict, label: str) -> Path:
@@ -170,35 +174,33 @@ def train_locked(cfg: dict, methods: dict, refs: dict | None) -> Path:
 
 
 def run(cfg: dict, methods: dict) -> Path:
-    """References (if wanted), then the main run; returns the run folder."""
+    """The references `common.planner` says the run needs (trained first where missing), then the main run;
+    returns the run folder (with references=only, the original reference's)."""
     folder = records.run_folder(cfg)
     if records.is_done(folder):
         records.check_same_config(folder, cfg)
         print(f"already finished: {folder}")
         print(json.dumps(records.read_record(folder)["metrics"]))
         return folder
-    refs = None
     if cfg["references"] == "only" and not is_unlearning(cfg):
         raise config_lib.ConfigError("references=only is for unlearning runs (it trains their two references)")
     if is_unlearning(cfg):
         check_unlearnable(cfg, methods)
-        if cfg["references"] in ("auto", "only") and not cfg["cul_reference"]:
-            refs = {kind: ensure_unlearning_reference(cfg, kind, methods) for kind in UNLEARNING_REFERENCES}
-        if cfg["references"] == "only":
-            return refs["original"]
-        return train_locked(cfg, methods, refs)
-    if cfg["references"] == "auto" and cfg["method"] not in REFERENCES:
-        refs = {name: ensure_reference(cfg, name, methods) for name in REFERENCES}
-    return train_locked(cfg, methods, refs)
+    needed = planner.reference_configs(cfg, methods)
+    unlearning = is_unlearning(cfg)
+    label = "unlearning reference" if unlearning else "reference"
+    folders = {name: finished_reference(ref, methods, f"{label} {name}") for name, ref in needed.items()}
+    if cfg["references"] == "only":
+        return folders["original"]
+    refs = folders if unlearning else {name: records.read_acc(f) for name, f in folders.items()} or None
+    return train_locked(cfg, methods, refs or None)
 
 
 # ----- continual unlearning -----------------------------------------------------------------------------------------
-UNLEARNING_REFERENCES = ("retrain", "original")
+UNLEARNING_REFERENCES = planner.UNLEARNING_REFERENCES
+is_unlearning = planner.is_unlearning
+unlearning_reference_config = planner.unlearning_reference_config
 DD_KINDS = {"dd": "cka", "dd_euclidean": "euclidean", "dd_cosine": "cosine", "dd_manhattan": "manhattan"}
-
-
-def is_unlearning(cfg: dict) -> bool:
-    return bool(cfg["unlearning_requests"].strip())
 
 
 def check_unlearnable(cfg: dict, methods: dict) -> None:
@@ -242,29 +244,6 @@ def unlearning_run(algo, tasks, cfg: dict, record, refs: dict | None, checkpoint
     return metrics, {}
 
 
-def unlearning_reference_config(cfg: dict, kind: str, methods: dict) -> dict:
-    """The retrain or original reference of an unlearning run: the same method, settings and seed, run without
-    unlearning (`cul_reference`). Settings that only act when unlearning (the method's `unlearning_keys`, the ages)
-    are put back to their defaults, so variants that differ only in how they unlearn share their references; the
-    folder name carries a digest of the settings (`ref-<kind>-<method>-<digest>`)."""
-    method_cls = methods[cfg["method"]]
-    defaults = config_lib.resolve({"method": cfg["method"], "benchmark": cfg["benchmark"], **benchmark_args(cfg),
-                                   "num_tasks": cfg["num_tasks"]}, methods)
-    ref = dict(cfg, cul_reference=kind, run_name="")
-    for key in (*getattr(method_cls, "unlearning_keys", ()), "unlearnable_age", "unlearnable_ages"):
-        ref[key] = defaults[key]
-    ignore = {"run_name", "seed", "study", "device", "threads", "out_dir", "data_dir", "eval_batch_size",
-              "log_every", "references", "keep_checkpoint"}
-    ignore |= {k for k, default in BENCHMARK_KEYS.items() if ref.get(k) == default}  # digests made before these keys
-    digest = hashlib.sha1(json.dumps({k: v for k, v in ref.items() if k not in ignore}, sort_keys=True,
-                                     default=str).encode()).hexdigest()[:8]
-    ref["run_name"] = f"ref-{kind}-{cfg['method']}-{digest}"
-    return ref
-
-
-def ensure_unlearning_reference(cfg: dict, kind: str, methods: dict) -> Path:
-    """The folder of a finished unlearning reference for `cfg`, training it first if needed."""
-    return finished_reference(unlearning_reference_config(cfg, kind, methods), methods, f"unlearning reference {kind}")
 
 
 def main(argv: list[str], methods: dict, package_dir: Path) -> int:
@@ -277,6 +256,7 @@ def main(argv: list[str], methods: dict, package_dir: Path) -> int:
         if not argv or "--help" in flags:
             print(cli_help.help_text(cli, methods, package_dir, __doc__))
             return 0
+        cli = {"package": package_dir.name, **cli}
         cli, layer = apply_study(package_dir, cli)
         cfg = config_lib.resolve(cli, methods, layer)
         if "--print-config" in flags:

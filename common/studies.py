@@ -123,14 +123,17 @@ def apply_study(package_dir: Path, cli: dict) -> tuple[dict, dict | None]:
 
 
 def finished_references(cfg: dict, methods: dict) -> dict | None:
-    """The joint / independent / random accuracy matrices for run `cfg` if all three finished, else None."""
-    refs = {}
-    for name in config_lib.REFERENCES:
-        folder = records.run_folder(config_lib.resolve(config_lib.reference_config(cfg, name), methods))
-        if not records.is_done(folder):
-            return None
-        refs[name] = records.read_acc(folder)
-    return refs
+    """The joint / independent / random accuracy matrices for the ordinary run `cfg` (made with any `references`
+    setting) if all three finished, else None; the references are the planner's (`common.planner`)."""
+    from common import planner  # planner reads studies through this module
+
+    if planner.is_unlearning(cfg):
+        return None
+    needed = planner.reference_configs({**cfg, "references": "auto"}, methods)
+    folders = {name: records.run_folder(ref) for name, ref in needed.items()}
+    if not folders or not all(records.is_done(f) for f in folders.values()):
+        return None
+    return {name: records.read_acc(f) for name, f in folders.items()}
 
 
 def parse_seeds(text: str) -> list[int]:

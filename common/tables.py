@@ -9,8 +9,10 @@ published counterpart shows `—` in the published columns (`Cell.no_published`)
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import statistics
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,11 +76,26 @@ class Table:
         return any(c.published is not None for row in self.rows.values() for c in row.values())
 
 
+def exit_on_record_error(main):
+    """For a table script's `main`: a corrupt record or a bad setting prints one line (the folder or key and what to
+    do) and exits with 2 instead of a traceback."""
+    @functools.wraps(main)
+    def wrapped(argv=None) -> int:
+        try:
+            return main(argv)
+        except (records.RecordError, config_lib.ConfigError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
+    return wrapped
+
+
 # ----- collecting --------------------------------------------------------------------------------------------------
 def resolve_entry(package_dir: Path, study: str, entry: str, benchmark: str, seed: int, methods: dict,
                   overrides: dict | None = None) -> dict:
     """The configuration of one (study entry, benchmark, seed), resolved exactly as `run.py` would."""
-    cli = {"study": study, "method": entry, "benchmark": benchmark, "seed": seed, **(overrides or {})}
+    cli = {"package": package_dir.name, "study": study, "method": entry, "benchmark": benchmark, "seed": seed,
+           **(overrides or {})}
     cli, layer = apply_study(package_dir, cli)
     return config_lib.resolve(cli, methods, layer)
 
@@ -91,7 +108,8 @@ def find_run(package_dir: Path, study: str, entry: str, benchmark: str, seed: in
 
 def collect(package_dir: Path, study: str, methods: dict, seeds: list[int] | None = None,
             benchmarks: list[str] | None = None, overrides: dict | None = None) -> dict:
-    """{(entry, benchmark): [record, ...]} of every finished run of the study; unfinished ones are skipped."""
+    """{(entry, benchmark): [record, ...]} of every finished run of the study; unfinished ones are skipped, and a
+    corrupt record raises RecordError (one line naming the folder and what to do; the table scripts print it)."""
     spec = read_study(package_dir, study)
     found = {}
     for benchmark in benchmarks or spec["benchmarks"]:
@@ -104,6 +122,8 @@ def collect(package_dir: Path, study: str, methods: dict, seeds: list[int] | Non
                     continue
                 try:
                     records.check_same_config(folder, cfg)
+                except records.CorruptRecordError:
+                    raise
                 except records.RecordError as err:
                     print(f"left out: {err}")  # a run made with other settings than the study's current ones
                     continue

@@ -12,7 +12,7 @@
 #   DEVICE=cpu|cuda  JOBS=N  THREADS=N
 #   QUICK=1                     smoke mode: 1 epoch, 2000 training samples per task, seed 1, PMNIST-5 TIL only;
 #                               writes to runs_quick/ and results/quick/
-#   DRY_RUN=1                   list the runs and their state, run nothing
+#   DRY_RUN=1                   summarise the runs and their state, run nothing (no data is read)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -45,7 +45,7 @@ if [[ $WHICH == main || $WHICH == all ]]; then
   IFS=',' read -ra COLS <<< "$COLUMNS_"
   for col in "${COLS[@]}"; do
     IFS='-' read -r bench tasks setting <<< "$col"
-    $PY -m scripts.check_data "$bench" || continue
+    [[ "${DRY_RUN:-0}" == 1 ]] || $PY -m scripts.check_data "$bench" || continue  # a dry run reads no data
     study=$([[ $setting == dil ]] && echo main_dil || echo main)
     echo "== $col"
     sweep "$study" "$bench" num_tasks="$tasks"

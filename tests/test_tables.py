@@ -101,12 +101,12 @@ def test_missing_rows_and_match_marks(golden):
 
 def test_fixture_records_match_the_resolved_configs():
     """Each committed config.yaml is what the real code resolves for its study entry, seed and out_dir."""
-    folders = sorted(RECORDS.glob("main/pmnist-20/*/seed*"))
+    folders = sorted(RECORDS.glob("fg_adahat/main/pmnist-20/*/seed*"))
     assert len(folders) == 7
     for folder in folders:
         entry, seed = folder.parent.name, int(folder.name.removeprefix("seed"))
         cli, layer = apply_study(REPO / "fg_adahat", {"study": "main", "method": entry, "benchmark": "pmnist",
-                                                      "seed": seed, "out_dir": REL_OUT_DIR})
+                                                      "seed": seed, "out_dir": REL_OUT_DIR, "package": "fg_adahat"})
         cfg = config_lib.resolve(cli, METHODS, layer)
         assert (folder / "config.yaml").read_text() == config_lib.dump(cfg), folder
         assert REPO / records.run_folder(cfg) == folder
