@@ -64,6 +64,18 @@ def outgoing_magnitude(weight: torch.Tensor) -> torch.Tensor:
     return weight.abs().sum(dim=[d for d in range(weight.dim()) if d != 1])
 
 
+class RecordActivation:
+    """Forward hook keeping the training-time activation h of unit layer `i` for the utility update (a class, not a
+    closure, so a run's checkpoint can pickle the backbone with its hooks)."""
+
+    def __init__(self, owner, i: int):
+        self.owner, self.i = owner, i
+
+    def __call__(self, module, inputs, output):
+        if module.training:
+            self.owner._activations[self.i] = F.relu(output.detach())
+
+
 class CBP(Algorithm):
     name = "cbp"
     hparams = {
@@ -85,15 +97,10 @@ class CBP(Algorithm):
         self.replaced: list[dict] = []  # one row per (task, layer) with the units replaced
         self._activations: list[torch.Tensor | None] = [None] * len(sizes)
         for i, unit in enumerate(self.units):
-            unit.observed.register_forward_hook(self._hook(i))
+            unit.observed.register_forward_hook(RecordActivation(self, i))
 
     tensor_lists = ("utility", "age")
 
-    def _hook(self, i: int):
-        def record(module, inputs, output):
-            if module.training:
-                self._activations[i] = F.relu(output.detach())
-        return record
 
     def begin_task(self, task) -> None:
         super().begin_task(task)

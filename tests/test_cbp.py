@@ -217,5 +217,5 @@ def test_pmnist_command(tmp_path, mnist_dir):
     argv = ["method=cbp", "benchmark=pmnist", "num_tasks=3", "epochs=1", "threads=1", "train_subset=1024",
             f"data_dir={mnist_dir}", f"out_dir={tmp_path}"]
     assert runner.main(argv, METHODS, PACKAGE) == 0
-    metrics = records.read_record(tmp_path / "default" / "pmnist-3" / "cbp" / "seed1")["metrics"]
+    metrics = records.read_record(tmp_path / "baselines" / "default" / "pmnist-3" / "cbp" / "seed1")["metrics"]
     assert metrics["fr"] is not None and metrics["aa"] > 0.3

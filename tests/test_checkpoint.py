@@ -175,7 +175,7 @@ def test_keep_checkpoint_keeps_the_whole_state_and_does_not_change_identity(tmp_
     # the same run with the other value is the same run: reused, not refused
     assert runner.run(hat_cfg(tmp_path), FG_METHODS) == folder
     assert "already finished" in capsys.readouterr().out
-    assert "keep_checkpoint" not in config.REFERENCE_KEYS
+    assert not config.is_distinct("keep_checkpoint")
     plain = hat_cfg(tmp_path / "plain")
     default_folder = runner.run(plain, FG_METHODS)
     assert not (default_folder / checkpoint_lib.CHECKPOINT).exists()

@@ -165,6 +165,6 @@ def test_pmnist_command(tmp_path, mnist_dir):
     argv = ["method=wsn", "benchmark=pmnist", "num_tasks=3", "epochs=1", "threads=1", "train_subset=1024",
             f"data_dir={mnist_dir}", f"out_dir={tmp_path}"]
     assert runner.main(argv, METHODS, PACKAGE) == 0
-    folder = tmp_path / "default" / "pmnist-3" / "wsn" / "seed1"
+    folder = tmp_path / "baselines" / "default" / "pmnist-3" / "wsn" / "seed1"
     metrics = records.read_record(folder)["metrics"]
     assert metrics["bwt"] == 0.0 and metrics["fr"] is not None and metrics["aa"] > 0.15  # chance is 0.1
