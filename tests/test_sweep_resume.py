@@ -46,5 +46,7 @@ def test_a_killed_sweep_started_again_finishes_like_an_uninterrupted_one(tmp_pat
 
     assert sweep(killed, mnist_dir).wait(timeout=900) == 0
     expected = records_of(whole)
-    assert len(expected) == 5  # joint, independent, random, finetuning, hat
+    assert len(expected) == 8  # finetuning and hat, each with joint, independent, random (with and without BN)
     assert records_of(killed) == expected
+    resumed = [p for p in unfinished if "resumed from checkpoint.pt after task" in (p / "log.txt").read_text()]
+    assert resumed, "the killed run was trained again from scratch instead of resuming"
