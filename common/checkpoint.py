@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from common import config as config_lib
 from common import records
 
 CHECKPOINT = "checkpoint.pt"
@@ -41,8 +42,11 @@ MODEL = "model.pt"
 FORMAT = 1
 # Test hook: the process kills itself (SIGKILL) once task k is recorded, just before its checkpoint is written.
 KILL_ENV = "CL_KILL_AFTER_TASK"
-# Keys that do not change a run's numbers: a run may resume with other values of them.
-RESUME_FREE_KEYS = ("threads", "log_every", "keep_checkpoint", "references", "out_dir", "data_dir")
+# A run may resume with other values of the execution keys of `common.config` (they never change what it learns),
+# except those the saved state or its numbers are bound to: the device the tensors live on, TF32 matmuls, and the
+# evaluation batch size (kept equal so the resumed rows come from the same batches).
+RESUME_BOUND_KEYS = ("device", "tf32", "eval_batch_size")
+RESUME_FREE_KEYS = tuple(k for k in config_lib.EXECUTION_KEYS if k not in RESUME_BOUND_KEYS)
 
 
 # ----- pickling the switched forward of `runner.apply_speed_switches` ---------------------------------------------------
