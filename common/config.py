@@ -234,6 +234,11 @@ def resolve(cli: dict, methods: dict, study_layer: dict | None = None) -> dict:
     return cfg
 
 
+def study_file(package_dir: Path, study: str) -> Path:
+    """Where study `study` of a paper folder is kept: `<package>/configs/studies/<study>.yaml`."""
+    return Path(package_dir) / "configs" / "studies" / f"{study}.yaml"
+
+
 def available_studies(package_dir: Path) -> list[str]:
     return sorted(p.stem for p in (Path(package_dir) / "configs" / "studies").glob("*.yaml"))
 
@@ -243,7 +248,7 @@ def study_path(package_dir: Path, study: str | None) -> Path | None:
     name is an error listing the folder's studies."""
     if not study or study == ENGINE_KEYS["study"].default:
         return None
-    path = Path(package_dir) / "configs" / "studies" / f"{study}.yaml"
+    path = study_file(package_dir, study)
     if not path.exists():
         names = available_studies(package_dir)
         raise ConfigError(f"unknown study {study!r}; studies of {Path(package_dir).name}: "

@@ -17,10 +17,6 @@ from common import records
 STUDY_KEYS = ("description", "benchmarks", "seeds", "settings", "methods", "labels", "published", "table_order")
 
 
-def study_path(package_dir: Path, study: str) -> Path:
-    return Path(package_dir) / "configs" / "studies" / f"{study}.yaml"
-
-
 def read_study(package_dir: Path, study: str) -> dict:
     """A study file `<package>/configs/studies/<study>.yaml`:
 
@@ -43,7 +39,7 @@ def read_study(package_dir: Path, study: str) -> dict:
 
     Every table lists the study's entries in the order of `methods` unless `table_order` names its rows.
     """
-    path = study_path(package_dir, study)
+    path = config_lib.study_file(package_dir, study)
     data = config_lib.load_yaml(path)
     unknown = set(data) - set(STUDY_KEYS)
     if unknown or not isinstance(data.get("methods"), dict):
