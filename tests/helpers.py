@@ -1,4 +1,4 @@
-"""Helpers shared by the HAT-family tests."""
+"""Helpers shared by several test files."""
 
 from types import SimpleNamespace
 
@@ -18,3 +18,23 @@ def spy_on_rates(algo, monkeypatch):
 
     monkeypatch.setattr(algo, "apply_rates", spy)
     return calls
+
+
+def tiny_cfg(method: str, methods: dict, tmp_path, **extra) -> dict:
+    """The resolved configuration of a tiny run of `method` (synthetic data, 2 tasks, 1 epoch, no references)."""
+    from common import config
+
+    cli = {"method": method, "benchmark": "synthetic", "num_tasks": 2, "epochs": 1, "threads": 1,
+           "out_dir": str(tmp_path), "references": "none", **extra}
+    return config.resolve({k: str(v) for k, v in cli.items()}, methods)
+
+
+def tiny_method(method_cls, cfg: dict, benchmark: str, num_tasks: int):
+    """(tasks, the method built on them with the run's seed) for a configuration made by `tiny_cfg`."""
+    import torch
+
+    from common import benchmarks
+
+    tasks = benchmarks.build_benchmark(benchmark, num_tasks, train_subset=cfg["train_subset"])
+    torch.manual_seed(cfg["seed"])
+    return tasks, method_cls(cfg, [t.num_classes for t in tasks], tasks[0].input_shape)

@@ -115,6 +115,21 @@ class Interrupted(Exception):
     pass
 
 
+def stop_after_task_1(cfg: dict, methods: dict, monkeypatch) -> None:
+    """Train `cfg` until its checkpoint after task 1 is written, then stop as a crash would."""
+    save = checkpoint_lib.Checkpoint.save
+
+    def save_then_stop(self, algo, record, progress):
+        save(self, algo, record, progress)
+        if progress["task"] == 1:
+            raise Interrupted
+
+    monkeypatch.setattr(checkpoint_lib.Checkpoint, "save", save_then_stop)
+    with pytest.raises(Interrupted):
+        runner.train_and_record(cfg, methods, echo=False)
+    monkeypatch.setattr(checkpoint_lib.Checkpoint, "save", save)
+
+
 def method_cases():
     cases = [("fg_adahat", m, {}) for m, cls in sorted(FG_METHODS.items()) if not getattr(cls, "multitask", False)]
     cases += [("amnesiachat", cls.name, {"unlearning_requests": "2:1,3:3"}) for cls in UNLEARNING_METHODS]
@@ -138,17 +153,7 @@ def test_every_method_resumes_bit_identical_after_task_1(registry, method, extra
     runner.train_and_record(whole, methods, echo=False)
     np.random.seed(0)
 
-    save = checkpoint_lib.Checkpoint.save
-
-    def save_then_stop(self, algo, record, progress):
-        save(self, algo, record, progress)
-        if progress["task"] == 1:
-            raise Interrupted
-
-    monkeypatch.setattr(checkpoint_lib.Checkpoint, "save", save_then_stop)
-    with pytest.raises(Interrupted):
-        runner.train_and_record(cut, methods, echo=False)
-    monkeypatch.setattr(checkpoint_lib.Checkpoint, "save", save)
+    stop_after_task_1(cut, methods, monkeypatch)
     folder = runner.train_and_record(cut, methods, echo=False)
     assert "resumed from checkpoint.pt after task 1" in (folder / "log.txt").read_text()
     assert numbers(folder) == numbers(records.run_folder(whole))
@@ -235,17 +240,7 @@ def test_final_model_predicts_like_the_trained_method(tmp_path):
 @pytest.mark.parametrize("spoil", ["config", "corrupt"])
 def test_unusable_checkpoint_starts_from_scratch(spoil, tmp_path, monkeypatch):
     cfg = hat_cfg(tmp_path, num_tasks=3)
-    save = checkpoint_lib.Checkpoint.save
-
-    def save_then_stop(self, algo, record, progress):
-        save(self, algo, record, progress)
-        if progress["task"] == 1:
-            raise Interrupted
-
-    monkeypatch.setattr(checkpoint_lib.Checkpoint, "save", save_then_stop)
-    with pytest.raises(Interrupted):
-        runner.train_and_record(cfg, FG_METHODS, echo=False)
-    monkeypatch.setattr(checkpoint_lib.Checkpoint, "save", save)
+    stop_after_task_1(cfg, FG_METHODS, monkeypatch)
     folder = records.run_folder(cfg)
     if spoil == "corrupt":
         (folder / checkpoint_lib.CHECKPOINT).write_bytes(b"not a checkpoint")

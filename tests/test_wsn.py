@@ -11,22 +11,20 @@ import baselines
 from baselines import METHODS
 from baselines.wsn import WSN, TopKStraightThrough, kept_count, pack_mask, unpack_mask
 from common import benchmarks, config, engine, records, runner
+from helpers import tiny_cfg, tiny_method
 from common.config import ConfigError
 
 PACKAGE = Path(baselines.__file__).parent
 
 
 def make_cfg(tmp_path, **extra):
-    cli = {"method": "wsn", "benchmark": "synthetic", "num_tasks": 2, "epochs": 1, "threads": 1,
-           "out_dir": str(tmp_path), "references": "none", **extra}
-    return config.resolve({k: str(v) for k, v in cli.items()}, METHODS)
+    return tiny_cfg("wsn", METHODS, tmp_path, **extra)
 
 
 def build(tmp_path, num_tasks=2, benchmark="synthetic", **extra):
     cfg = make_cfg(tmp_path, num_tasks=num_tasks, benchmark=benchmark, **extra)
-    tasks = benchmarks.build_benchmark(benchmark, num_tasks, train_subset=cfg["train_subset"])
-    torch.manual_seed(cfg["seed"])
-    return cfg, tasks, WSN(cfg, [t.num_classes for t in tasks], tasks[0].input_shape)
+    tasks, algo = tiny_method(WSN, cfg, benchmark, num_tasks)
+    return cfg, tasks, algo
 
 
 def train(algo, task, cfg):
