@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from baselines import METHODS
 from baselines.ewc import EWC
 from baselines.lwf import LwF, distillation_loss
-from common import benchmarks, config, engine, records, runner
+from common import benchmarks, config, engine, planner, records, runner
 from common.algorithm import Step
 from common.data import RawData
 
@@ -122,10 +122,77 @@ def test_references_auto_created_then_reused(tmp_path, capsys):
     assert metrics == pytest.approx(expected)
 
 
-def test_references_keyed_by_every_reference_key(tmp_path):
-    runner.run(make_cfg("finetuning", tmp_path, references="auto", train_subset=32), METHODS)
-    runner.run(make_cfg("finetuning", tmp_path, references="auto", train_subset=32, run_name="pat5",
-                        plateau_patience=5), METHODS)
+# a valid other value where "the next one the declaration allows" does not fit the key (a name, a data set)
+OTHER_VALUE = {"benchmark": "rmnist", "dataset": "kmnist", "datasets": "mnist,fashion_mnist", "class_order_seed": 3,
+               "device": "cuda", "data_dir": "elsewhere"}
+# the constructor keys only act with their constructor
+BASE_FOR = {"dataset": {"benchmark": "permuted", "dataset": "mnist"},
+            "class_order_seed": {"benchmark": "split", "dataset": "mnist"},
+            "datasets": {"benchmark": "combined", "datasets": "mnist,kmnist"}}
+
+
+def other_value(key, value):
+    """A value of engine key `key` other than `value` that its declaration allows."""
+    if key in OTHER_VALUE:
+        return OTHER_VALUE[key]
+    spec = config.as_hparam(config.ENGINE_KEYS[key])
+    if spec.choices:
+        return next(c for c in spec.choices if c != value)
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value - 1 if value > 1 else value + 1
+    if isinstance(value, float):
+        return value / 2 if value else 0.01
+    raise TypeError(f"no other value known for engine key {key!r}: add one to OTHER_VALUE")
+
+
+def reference_folders(cli):
+    cfg = config.resolve({k: str(v) for k, v in cli.items()}, METHODS)
+    refs = planner.reference_configs(cfg, METHODS)
+    assert sorted(refs) == sorted(config.REFERENCES)
+    return cfg, refs, {name: records.run_folder(ref) for name, ref in refs.items()}
+
+
+def later_key(monkeypatch):
+    """Declare an engine key as a later commit would (no special-casing anywhere)."""
+    monkeypatch.setitem(config.ENGINE_KEYS, "later_key", config.Hparam(3, "a key declared later", ge=0))
+    return "later_key"
+
+
+@pytest.mark.parametrize("key", [k for k in config.reference_keys() if k != "out_dir"] + ["(declared later)"])
+def test_references_keyed_by_every_reference_key(key, tmp_path, monkeypatch):
+    """A reference takes over every reference key of its main run; changing one that makes runs distinct moves the
+    three reference folders (two main runs never share references they did not both train with), changing an
+    execution key leaves them where they are (out_dir, their root, is left out)."""
+    if key == "(declared later)":
+        key = later_key(monkeypatch)
+    base_cli = {"method": "finetuning", "benchmark": "synthetic", "out_dir": str(tmp_path), "references": "auto",
+                **BASE_FOR.get(key, {})}
+    base, _, before = reference_folders(base_cli)
+    value = other_value(key, base[key])
+    changed, refs, after = reference_folders({**base_cli, key: value})
+    assert changed[key] == value != base[key]
+    assert all(ref[key] == value for ref in refs.values()), key  # passed on to every reference
+    for name in config.REFERENCES:
+        if config.is_distinct(key):
+            assert after[name] != before[name], (key, after[name])
+        else:
+            assert after[name] == before[name], (key, after[name])
+
+
+def test_runs_differing_in_a_reference_key_train_their_own_references(tmp_path, capsys):
+    cfg = make_cfg("finetuning", tmp_path, references="auto", train_subset=32)
+    runner.run(cfg, METHODS)
+    capsys.readouterr()
+    cfg5 = make_cfg("finetuning", tmp_path, references="auto", train_subset=32, run_name="pat5", plateau_patience=5)
+    runner.run(cfg5, METHODS)
+    out = capsys.readouterr().out
+    for ref in config.REFERENCES:
+        assert f"reference {ref}: training into" in out  # not reused from the first run
+        folders = [records.run_folder(config.resolve(config.reference_config(c, ref), METHODS)) for c in (cfg, cfg5)]
+        assert folders[0] != folders[1] and all(records.is_done(f) for f in folders)
+        assert [records.read_record(f)["config"]["plateau_patience"] for f in folders] == [10, 5]
 
 
 def test_resnet18_path(tmp_path):
