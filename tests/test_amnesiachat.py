@@ -10,6 +10,7 @@ import torch
 from amnesiachat import METHODS
 from common import benchmarks, config, engine, records, runner
 from common.hat import parameter_wise
+from common.replay import ReplayBatch
 from common.unlearning import UnlearningProtocol, task_seed
 
 QUICK = {"benchmark": "synthetic", "num_tasks": "5", "epochs": "1", "threads": "1", "train_subset": "96"}
@@ -162,18 +163,45 @@ def test_freed_units_leave_the_cumulative_mask_when_the_setting_says(tmp_path, t
 
 
 def test_repair_moves_only_weights_between_unlearned_and_replayed_units(tmp_path, tasks, one_thread):
-    cfg, algo = build("amnesiachat", tmp_path, tasks, backup_compensation="false", repair_steps="3")
+    """Task 2 unlearned at task 3, backup compensation off: without repair the network is exactly theta - Delta^(2);
+    repair (replayed task: 3) then moves weighted-layer entries between two units of both task 2 and task 3 and no
+    other (a fresh Adam, so no moments left from the task move the others), nearly all of those, the replayed
+    task's head but no other head, and it lowers the replay loss on every stored task-3 example."""
+    cfg, algo = build("amnesiachat", tmp_path, tasks, backup_compensation="false", repair_steps="5")
     learn(algo, cfg, tasks, 3, unlearn=False)
     algo.task_id = 3
     expected = {k: v - algo.updates.delta(2)["backbone"][k] for k, v in backbone_state(algo).items()}
     algo.optimizer = torch.optim.Adam(algo.parameters(), lr=1e-3)  # no momentum left: only real gradients move
+    unrepaired = copy.deepcopy(algo)
+    unrepaired.cfg = {**cfg, "replay_repair": False}
+    unrepaired.unlearn([2])
     algo.unlearn([2])
-    replayed = [torch.maximum(a, b) for a, b in zip(algo.task_masks[3], algo.task_masks[3])]
-    allowed = parameter_wise([a * b for a, b in zip(algo.task_masks[2], replayed)], algo.layers, "min")
-    state = algo.backbone.state_dict()
-    for l, (sel_w, _) in enumerate(allowed):
-        key = f"fc.{l}.weight"
-        assert torch.equal(state[key][sel_w == 0], expected[key][sel_w == 0])
+    for k, v in unrepaired.backbone.state_dict().items():
+        assert torch.equal(v, expected[k]), k
+
+    allowed = parameter_wise([torch.minimum(a, b) for a, b in zip(algo.task_masks[2], algo.task_masks[3])],
+                             algo.layers, "min")
+    before = dict(unrepaired.named_parameters())
+    moved = {name: p != before[name] for name, p in algo.named_parameters()}
+    moved_allowed = total_allowed = 0
+    for l, (sel_w, sel_b) in enumerate(allowed):
+        for suffix, sel in (("weight", sel_w), ("bias", sel_b)):
+            changed = moved[f"backbone.fc.{l}.{suffix}"]
+            assert not changed[sel == 0].any(), f"fc.{l}.{suffix} moved outside the allowed entries"
+            assert changed[sel == 1].any(), f"fc.{l}.{suffix}: repair moved none of its allowed entries"
+            moved_allowed, total_allowed = moved_allowed + int(changed.sum()), total_allowed + int(sel.sum())
+    assert moved_allowed >= 0.9 * total_allowed, (moved_allowed, total_allowed)
+    assert {name for name, m in moved.items() if m.any() and not name.startswith("backbone.fc.")} == \
+        {"heads.heads.2.weight", "heads.heads.2.bias"}  # task 3's head; embeddings and the other heads stay
+
+    buffer = algo.buffer
+    stored = buffer.task_ids == 3
+    assert sorted(buffer.task_counts()) == [1, 3] and int(stored.sum()) > 20
+    batch = ReplayBatch(buffer.x[stored], buffer.y[stored], buffer.logits[stored], buffer.task_ids[stored],
+                        buffer.widths[stored])
+    with torch.no_grad():
+        loss_before, loss_after = unrepaired.replay_term(batch).item(), algo.replay_term(batch).item()
+    assert loss_after < loss_before - 1e-3, (loss_before, loss_after)
 
 
 def test_amnesiac_finetuning_unlearning_is_update_deletion_and_ewc_forgets_its_fisher(tmp_path, tasks, one_thread):
