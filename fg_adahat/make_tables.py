@@ -35,8 +35,7 @@ FR_NOTE = ("FR divides the sum of the N per-task ratios by N - 1, as the noteboo
            "does (docs/metrics.md#fr); every record also holds the 1/N version, `fr_1_over_n`")
 AFI_NOTE = ("{afi}: run with `afi_semantics: paper`; the paper-time code computed ICU under AFI's name, so its cells "
             "repeat {icu}'s (docs/fg_adahat.md#afi), while the published AFI row differs from the published ICU row")
-FA_NOTE = ("{fa}: not run; feature ablation is the most expensive measure, about 25 times IG per task "
-           "(docs/fg_adahat.md#fa)")
+FA_NOTE = "{fa}: not run; feature ablation is the most expensive measure (docs/fg_adahat.md#fa)"
 ONLY_NOTE = "{label}: run on {benchmarks} only, as in the paper (its `benchmarks` in the study file)"
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from common import config as config_lib
 from common import records
-from common.studies import apply_study, read_study
+from common.studies import apply_study, read_study, tuned_reason
 from common.tables import find_run
 from fg_adahat import METHODS, make_tables
 
@@ -176,6 +176,12 @@ def test_default_seeds_and_a_benchmark_without_runs(wide):
     assert rows["Finetuning"][4:] == ["—", "34.19 ± 1.84", "—", "-72.47 ± 3.34"]  # SCIFAR100: no runs
     # FG-AdaHAT (FA) was published (and is run) on PMNIST only: no published value shown for SCIFAR100
     assert rows["FG-AdaHAT (FA)"][4:] == ["—", "", "—", ""]
+    assert "FG-AdaHAT (FA): run on PMNIST only, as in the paper (its `benchmarks` in the study file)" in notes(
+        wide / "table1.md")
+    assert "FG-AdaHAT (FA): run on PMNIST only" not in (EXPECTED / "table1.md").read_text()  # PMNIST-only table
+    # 3 of the paper's 10 seeds on PMNIST; the note names the paper's count for each benchmark shown
+    assert rows["Finetuning"][0].endswith("(n=3)")
+    assert any("the paper's 10 on PMNIST, 5 on SCIFAR100" in n for n in notes(wide / "table1.md"))
 
 
 def test_csv_leaves_absent_published_values_empty(wide):
@@ -232,6 +238,29 @@ def test_rows_are_the_study_files_entries_in_its_order(tmp_path):
     assert rows["HAT"] == md_rows(EXPECTED / "table1.md")["HAT"]
     cell = read_csv(out / "table1.csv")[("hat_small", "PMNIST AA")]
     assert (cell["n"], cell["published_mean"], cell["match"]) == ("0", "", "")
+
+
+def test_tuned_entries_must_exist_and_say_why(tmp_path):
+    studies = tmp_path / "configs" / "studies"
+    studies.mkdir(parents=True)
+    base = "benchmarks: [pmnist]\nseeds: [1]\nmethods: {hat: {}, adahat: {}}\n"
+    for extra, message in (("tuned: {adahta: why}\n", "tuned names adahta"),
+                           ("tuned: {adahat: null}\n", "without saying why")):
+        (studies / "s.yaml").write_text(base + extra)
+        with pytest.raises(config_lib.ConfigError, match=message):
+            read_study(tmp_path, "s")
+    main = read_study(REPO / "fg_adahat", "main")
+    assert tuned_reason(main, "adahat").startswith("2024 two-term") and tuned_reason(main, "adahat_research") == ""
+
+
+def test_tuned_mark_beside_our_value_without_published_values():
+    from common.tables import Cell
+
+    assert Cell([80.0, 82.0], tuned=True, expected_n=5).text() == "81.00 ± 1.41 (n=2) †"
+    assert Cell([80.0], (80.5, None), tuned=True).text() == "80.00 (n=1) †"  # a value without spread: not judged
+    assert Cell([80.0, 82.0, 81.0], (81.0, 1.0), tuned=True, expected_n=3).text() == "81.00 ± 1.00"
+    assert Cell([80.0, 82.0, 81.0], (81.0, 1.0), tuned=True).published_text() == "81.00 ± 1.00 †"
+    assert Cell([70.0], (81.0, 1.0), tuned=True).published_text() == "81.00 ± 1.00 ✗"
 
 
 def test_study_table_keys_must_name_entries(tmp_path):
