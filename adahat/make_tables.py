@@ -25,9 +25,9 @@ from pathlib import Path
 from adahat import METHODS
 from common import config as config_lib
 from common.records import git_commit, is_done
-from common.studies import parse_seeds, published_row, read_study, row_label, table_entries
-from common.tables import (MISSING, Cell, Table, collect, exit_on_record_error, find_run, metric_values, read_targets,
-                           write_tables)
+from common.studies import parse_seeds, published_row, read_study, row_label, table_entries, tuned_reason
+from common.tables import (MISSING, Cell, Table, collect, commits_note, count_note, exit_on_record_error, find_run,
+                           metric_values, read_targets, tuned_note, write_tables)
 
 HERE = Path(__file__).parent
 METRICS = ("aa", "fr", "bwt", "fwt")
@@ -36,9 +36,21 @@ CAPACITY_TASKS = (1, 2, 5, 10, 20, 50)
 
 def metric_table(title: str, found: dict, spec: dict, benchmarks) -> Table:
     columns = [f"{b} {m.upper()}" for b in benchmarks for m in METRICS]
-    rows = {row_label(spec, e): {f"{b} {m.upper()}": Cell(metric_values(found.get((e, b), []), m))
-                                 for b in benchmarks for m in METRICS} for e in table_entries(spec, "main")}
-    return Table(title, columns, rows, ["mean ± sample std over seeds, %"])
+    entries = table_entries(spec, "main")
+    rows = {row_label(spec, e): {f"{b} {m.upper()}": Cell(metric_values(found.get((e, b), []), m),
+                                                          expected_n=len(spec["seeds"]),
+                                                          tuned=bool(tuned_reason(spec, e)))
+                                 for b in benchmarks for m in METRICS} for e in entries}
+    return with_notes(Table(title, columns, rows, ["mean ± sample std over seeds, %"]), spec, entries,
+                      [r for e in entries for b in benchmarks for r in found.get((e, b), [])])
+
+
+def with_notes(table: Table, spec: dict, entries: list[str], runs: list[dict]) -> Table:
+    """The shared footnotes: †, `(n=k)` against the study's seeds, the training commits."""
+    table.notes += tuned_note(table, {row_label(spec, e): tuned_reason(spec, e) for e in entries})
+    table.notes += count_note(table, f"the study's {len(spec['seeds'])}")
+    table.notes += commits_note(runs)
+    return table
 
 
 def long_sequence_table(found: dict, spec: dict, every: int = 5) -> tuple[Table, list[dict]]:
@@ -50,13 +62,15 @@ def long_sequence_table(found: dict, spec: dict, every: int = 5) -> tuple[Table,
         cells = {}
         for n in range(1, n_max + 1):
             values = [100 * sum(r["acc"][n - 1]) / n for r in runs if len(r["acc"]) >= n]
-            cell = Cell(values)
+            cell = Cell(values, expected_n=len(spec["seeds"]), tuned=bool(tuned_reason(spec, e)))
             curve.append({"method": e, "after_task": n, "aa_mean": cell.mean, "aa_std": cell.std, "n": len(values)})
             if n % every == 0:
                 cells[f"N={n}"] = cell
         rows[row_label(spec, e)] = cells
     columns = [f"N={n}" for n in range(every, 51, every)]
-    return Table("AA after task N, Permuted MNIST 50 tasks (%)", columns, rows), curve
+    entries = table_entries(spec, "long_sequence")
+    table = Table("AA after task N, Permuted MNIST 50 tasks (%)", columns, rows)
+    return with_notes(table, spec, entries, [r for e in entries for r in found.get((e, "pmnist"), [])]), curve
 
 
 def alpha_figure(found: dict, out: Path) -> Path | None:

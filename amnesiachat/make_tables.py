@@ -10,7 +10,7 @@
 * hparams: buffer size x repair steps, and unlearnable age 3 (PMNIST-5 TIL);
 * pruning: memory of the stored updates on PMNIST-20 TIL, and what magnitude pruning does to AA and DD.
 Rows are the studies' entries in the order of their files (the main table: `main`'s, then those only `main_dil`
-has), labelled by the studies' `labels`. Cells are mean ± sample std over the finished seeds (`(1 run)` for one); `—` marks cells without runs. There are no
+has), labelled by the studies' `labels`. Cells are mean ± sample std over the finished seeds (`(n=k)` for fewer than the study's seeds); `—` marks cells without runs. There are no
 published AmnesiacHAT numbers to compare with.
 """
 
@@ -23,8 +23,9 @@ from pathlib import Path
 from amnesiachat import METHODS
 from common import config as config_lib
 from common.records import git_commit
-from common.studies import parse_seeds, read_study, row_label, table_entries
-from common.tables import Cell, Table, collect, exit_on_record_error, metric_values, write_tables
+from common.studies import parse_seeds, read_study, row_label, table_entries, tuned_reason
+from common.tables import (Cell, Table, collect, commits_note, count_note, exit_on_record_error, metric_values,
+                           tuned_note, write_tables)
 
 HERE = Path(__file__).parent
 # column label -> (study, benchmark, overrides)
@@ -47,25 +48,40 @@ LWF_NOTE = ("LwF repeats Finetuning wherever the networks have no batch norm: th
             "sends no gradient (`distill_gradient: false`, as in the reference code)")
 
 
-def cell(runs: list[dict], metric: str) -> Cell:
+def cell(runs: list[dict], metric: str, spec: dict | None = None, entry: str = "") -> Cell:
+    """One cell; with the study `spec`: `(n=k)` under its seeds and † for a tuned `entry`."""
     _, scale, fmt = METRICS[metric]
-    return Cell(metric_values(runs, metric, scale), fmt=fmt)
+    return Cell(metric_values(runs, metric, scale), fmt=fmt, expected_n=len(spec["seeds"]) if spec else None,
+                tuned=bool(spec and tuned_reason(spec, entry)))
+
+
+def add_notes(table: Table, specs: dict, runs) -> Table:
+    """The shared footnotes; `specs`: {entry: its study} of the rows."""
+    table.notes = [*table.notes, *tuned_note(table, {row_label(spec, e): tuned_reason(spec, e)
+                                                     for e, spec in specs.items()})]
+    seeds = sorted({len(spec["seeds"]) for spec in specs.values()})
+    table.notes += count_note(table, "the study's " + " / ".join(map(str, seeds)))
+    table.notes += commits_note(runs)
+    return table
 
 
 def main_tables(seeds, overrides: dict, columns: list[str]) -> list[Table]:
-    found, labels = {}, {}
+    found, labels, specs = {}, {}, {}
     for column in columns:
         study, benchmark, extra = MAIN_COLUMNS[column]
         spec = read_study(HERE, study)
         for entry in table_entries(spec, "main"):
             labels.setdefault(entry, row_label(spec, entry))
+            specs.setdefault(entry, spec)
         for (entry, _), runs in collect(HERE, study, METHODS, seeds, [benchmark], {**extra, **overrides}).items():
             found[(entry, column)] = runs
     tables = []
     for metric in MAIN_METRICS:
         title = METRICS[metric][0]
-        rows = {label: {c: cell(found.get((e, c), []), metric) for c in columns} for e, label in labels.items()}
-        tables.append(Table(f"AmnesiacHAT main table: {title}", columns, rows, [*NOTES, LWF_NOTE]))
+        rows = {label: {c: cell(found.get((e, c), []), metric, specs[e], e) for c in columns}
+                for e, label in labels.items()}
+        table = Table(f"AmnesiacHAT main table: {title}", columns, rows, [*NOTES, LWF_NOTE])
+        tables.append(add_notes(table, specs, [r for runs in found.values() for r in runs]))
     return tables
 
 
@@ -73,9 +89,11 @@ def study_table(study: str, title: str, seeds, overrides: dict, metrics=("aa_rem
     found, spec = collect(HERE, study, METHODS, seeds, overrides=overrides), read_study(HERE, study)
     benchmark = spec["benchmarks"][-1]  # these studies run on one benchmark
     columns = [METRICS[m][0] for m in metrics]
-    rows = {row_label(spec, e): {col: cell(found.get((e, benchmark), []), m) for col, m in zip(columns, metrics)}
-            for e in table_entries(spec, study)}
-    return Table(title, columns, rows, NOTES)
+    entries = table_entries(spec, study)
+    rows = {row_label(spec, e): {col: cell(found.get((e, benchmark), []), m, spec, e)
+                                 for col, m in zip(columns, metrics)} for e in entries}
+    return add_notes(Table(title, columns, rows, NOTES), {e: spec for e in entries},
+                     [r for e in entries for r in found.get((e, benchmark), [])])
 
 
 @exit_on_record_error
@@ -110,8 +128,9 @@ def main(argv=None) -> int:
         table = study_table("pruning", "AmnesiacHAT update store and magnitude pruning, PMNIST-20 TIL", seeds,
                             overrides, ("update_store_peak_mb", "update_store_dense_peak_mb", "aa_remaining", "dd",
                                         "ag"))
-        table.notes = [*NOTES, "store sizes in MiB: the largest the store of updates grew during the run, as stored "
-                               "(sparse where entries are zero) and as one dense copy per task"]
+        table.notes[len(NOTES):len(NOTES)] = ["store sizes in MiB: the largest the store of updates grew during the "
+                                              "run, as stored (sparse where entries are zero) and as one dense copy "
+                                              "per task"]
         written += write_tables([table], out / "pruning", header)
     for path in written:
         print(f"wrote {path}")

@@ -20,9 +20,10 @@ import fg_adahat
 from baselines import METHODS
 from common import config as config_lib
 from common.records import git_commit
-from common.tables import Cell, Table, collect, metric_values, read_targets, write_tables
+from common.tables import (Cell, Table, collect, commits_note, count_note, metric_values, read_targets, tuned_note,
+                           write_tables)
 from fg_adahat import METHODS as FG_METHODS
-from common.studies import parse_seeds
+from common.studies import parse_seeds, read_study, tuned_reason
 
 HERE = Path(__file__).parent
 FG_DIR = Path(fg_adahat.__file__).parent
@@ -59,21 +60,28 @@ def capacity_used(run: dict) -> float | None:
 
 
 def build_table(found: dict, targets: dict) -> Table:
-    rows = {}
-    for _, _, study, entry, label in ROWS:
+    rows, reasons = {}, {}
+    for package_dir, _, study, entry, label in ROWS:
         runs = found.get((study, entry), [])
         published = targets.get(entry, {}) if study == "main" else {}
+        reasons[label] = tuned_reason(read_study(package_dir, study), entry)  # AdaHAT: the tuned row of fg_adahat
+        expected = 10 if study == "main" else None  # the FG-AdaHAT paper's seeds on Permuted MNIST
         cells = {}
         for m in METRICS:
             pub = (published.get(f"{BENCHMARK}_{m}_mean"), published.get(f"{BENCHMARK}_{m}_std"))
             has_pub = pub[0] is not None and not math.isnan(pub[0])
-            cells[m.upper()] = Cell(metric_values(runs, m), pub if has_pub else None)
+            cells[m.upper()] = Cell(metric_values(runs, m), pub if has_pub else None, expected_n=expected,
+                                    tuned=bool(reasons[label]))
         cells["seconds"] = Cell([r["seconds"] for r in runs], fmt=".0f")
         used = [v for v in (capacity_used(r) for r in runs) if v is not None]
         cells["WSN capacity used, %"] = Cell(used, fmt=".1f")
         rows[label] = cells
     columns = [m.upper() for m in METRICS] + ["seconds", "WSN capacity used, %"]
-    return Table("WSN and CBP beside Finetuning, HAT and AdaHAT: Permuted MNIST, 20 tasks", columns, rows, NOTES)
+    table = Table("WSN and CBP beside Finetuning, HAT and AdaHAT: Permuted MNIST, 20 tasks", columns, rows, list(NOTES))
+    table.notes += tuned_note(table, reasons)
+    table.notes += count_note(table, "the FG-AdaHAT paper's 10 (Finetuning, HAT, AdaHAT)")
+    table.notes += commits_note(r for runs in found.values() for r in runs)
+    return table
 
 
 def gather(seeds: list[int] | None, overrides: dict) -> dict:

@@ -14,7 +14,8 @@ from pathlib import Path
 from common import config as config_lib
 from common import records
 
-STUDY_KEYS = ("description", "benchmarks", "seeds", "settings", "methods", "labels", "published", "table_order")
+STUDY_KEYS = ("description", "benchmarks", "seeds", "settings", "methods", "labels", "published", "tuned",
+              "table_order")
 
 
 def read_study(package_dir: Path, study: str) -> dict:
@@ -35,6 +36,8 @@ def read_study(package_dir: Path, study: str) -> dict:
         labels: {finetuning: Finetuning}          # row label of an entry (default: the entry's name)
         published: {case1_no_linear: null}        # the published row an entry is compared with (default: the
                                                   # method it runs; null: none, its published cells show `—`)
+        tuned: {adahat: "why"}                    # an entry whose setting was chosen to match published numbers (not
+                                                  # taken from the paper's configs): every table marks its cells with †
         table_order: {capacity: [hat, adahat]}    # a table showing other entries or another order than `methods`
 
     Every table lists the study's entries in the order of `methods` unless `table_order` names its rows.
@@ -50,8 +53,9 @@ def read_study(package_dir: Path, study: str) -> dict:
 
 
 def check_table_keys(path: Path, data: dict) -> None:
-    """`labels`, `published` and `table_order` may only name entries of `methods` (a typo would go unnoticed)."""
-    named = {"labels": list(data.get("labels") or {}), "published": list(data.get("published") or {})}
+    """`labels`, `published`, `tuned` and `table_order` may only name entries of `methods` (a typo would go
+    unnoticed); a `tuned` entry must say why."""
+    named = {key: list(data.get(key) or {}) for key in ("labels", "published", "tuned")}
     for table, entries in (data.get("table_order") or {}).items():
         named[f"table_order.{table}"] = list(entries or [])
     for key, entries in named.items():
@@ -60,6 +64,10 @@ def check_table_keys(path: Path, data: dict) -> None:
             raise config_lib.ConfigError(f"{path}: {key} names {', '.join(map(str, strangers))}, which "
                                          f"{'is' if len(strangers) == 1 else 'are'} not in its methods "
                                          f"({', '.join(data['methods'])})")
+    unexplained = [e for e, why in (data.get("tuned") or {}).items() if not isinstance(why, str) or not why.strip()]
+    if unexplained:
+        raise config_lib.ConfigError(f"{path}: tuned names {', '.join(map(str, unexplained))} without saying why "
+                                     f"(tuned: {{entry: \"why the setting was chosen\"}})")
     labels = [row_label(data, e) for e in data["methods"]]
     twice = sorted({label for label in labels if labels.count(label) > 1})
     if twice:
@@ -78,6 +86,11 @@ def published_row(spec: dict, entry: str) -> str | None:
     if entry in published:
         return published[entry]
     return (spec["methods"][entry] or {}).get("method", entry)
+
+
+def tuned_reason(spec: dict, entry: str) -> str:
+    """Why study entry `entry`'s setting was chosen to match published numbers (`tuned`); "" for a sourced one."""
+    return (spec.get("tuned") or {}).get(entry, "")
 
 
 def table_entries(spec: dict, table: str) -> list[str]:

@@ -3,7 +3,11 @@
 Cells are mean ± sample std (ddof 1) over the seeds that finished, x100; `—` where no run finished. Where a
 published value exists it is shown beside ours with a match mark: a cell matches when our mean lies within the
 published mean ± 2 published std, or ± 1.5 points where the published std is below 0.75. A row without any
-published counterpart shows `—` in the published columns (`Cell.no_published`).
+published counterpart shows `—` in the published columns (`Cell.no_published`). A cell over fewer seeds than the
+paper's (or the study's) shows `(n=k)`, one over a single seed always. A cell of a tuned study entry (a setting
+chosen to match the published numbers, `tuned` in the study file) shows `†` where a match would show `✓` (beside
+our value where nothing is judged). The notes under a table are its footnotes; the helpers at the end of this
+module write the shared ones (`†`, `(n=k)`, the commits that trained the runs).
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ from __future__ import annotations
 import csv
 import functools
 import math
+import re
 import statistics
 import sys
 from dataclasses import dataclass, field
+from typing import Iterable
 from pathlib import Path
 
 from common import config as config_lib
@@ -22,6 +28,7 @@ from common.metrics import all_metrics
 from common.studies import apply_study, finished_references, read_study, study_entries
 
 MISSING = "—"
+TUNED = "†"
 
 
 @dataclass
@@ -30,6 +37,8 @@ class Cell:
     published: tuple[float, float | None] | None = None  # (mean, std); std None: shown without a match mark
     fmt: str = ".2f"                                    # number format of this cell
     no_published: str = ""                              # shown as the published value when there is none
+    expected_n: int | None = None                       # the paper's (or study's) seeds; fewer show `(n=k)`
+    tuned: bool = False                                 # a setting chosen to match the published numbers
 
     @property
     def mean(self) -> float:
@@ -47,11 +56,35 @@ class Cell:
         tolerance = 1.5 if pub_std < 0.75 else 2 * pub_std
         return abs(self.mean - pub_mean) <= tolerance
 
+    @property
+    def judged(self) -> bool:
+        """Whether the published cell carries the mark (a published value with a spread)."""
+        return self.published is not None and not math.isnan(self.published[0]) and self.published[1] is not None
+
+    @property
+    def count_text(self) -> str:
+        """`(n=k)` for a single seed or fewer seeds than expected, else ""."""
+        n = len(self.values)
+        return f"(n={n})" if n == 1 or (n and self.expected_n and n < self.expected_n) else ""
+
+    @property
+    def mark(self) -> str:
+        """✓ / ✗ against the published value; † instead of ✓ for a tuned setting; "" when not judged."""
+        if self.match is None:
+            return ""
+        return (TUNED if self.tuned else "✓") if self.match else "✗"
+
     def text(self) -> str:
         if not self.values:
             return MISSING
-        spread = f" ± {format(self.std, self.fmt)}" if len(self.values) > 1 else " (1 run)"
-        return f"{format(self.mean, self.fmt)}{spread}"
+        parts = [format(self.mean, self.fmt)]
+        if len(self.values) > 1:
+            parts.append(f"± {format(self.std, self.fmt)}")
+        if self.count_text:
+            parts.append(self.count_text)
+        if self.tuned and not self.judged:  # nothing published to mark: the mark goes beside our value
+            parts.append(TUNED)
+        return " ".join(parts)
 
     def published_text(self) -> str:
         if self.published is None:
@@ -60,8 +93,7 @@ class Cell:
             return ""
         if self.published[1] is None:  # a published value without a spread: shown, not judged
             return format(self.published[0], self.fmt)
-        mark = {True: "✓", False: "✗", None: ""}[self.match]
-        return f"{format(self.published[0], self.fmt)} ± {format(self.published[1], self.fmt)} {mark}".rstrip()
+        return f"{format(self.published[0], self.fmt)} ± {format(self.published[1], self.fmt)} {self.mark}".rstrip()
 
 
 @dataclass
@@ -176,8 +208,13 @@ def to_markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
+LATEX = {"_": r"\_", "%": r"\%", "±": r"$\pm$", "—": "--", "−": "-", "✓": r"\checkmark", "✗": r"$\times$",
+         TUNED: r"$\dagger$", "α": r"$\alpha$", "×": r"$\times$", "&": r"\&", "#": r"\#"}
+
+
 def latex_escape(text: str) -> str:
-    return text.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$").replace("—", "--")
+    text = "".join(LATEX.get(ch, ch) for ch in text)
+    return re.sub(r"`([^`]*)`", r"\\texttt{\1}", text)
 
 
 def to_latex(table: Table) -> str:
@@ -193,9 +230,11 @@ def to_latex(table: Table) -> str:
             cell = cells.get(col, Cell())
             parts.append(latex_escape(cell.text()))
             if pub:
-                parts.append(latex_escape(cell.published_text().replace("✓", r"\checkmark").replace("✗", r"$\times$")))
+                parts.append(latex_escape(cell.published_text()))
         lines.append(" & ".join(parts) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\par\footnotesize " + latex_escape(note) for note in table.notes]
+    lines += [r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
@@ -209,7 +248,7 @@ def to_csv_rows(table: Table) -> list[dict]:
                          "std": "" if len(cell.values) < 2 else f"{cell.std:.4f}",
                          "published_mean": "" if cell.published is None else cell.published[0],
                          "published_std": "" if cell.published is None else cell.published[1],
-                         "match": "" if cell.match is None else int(cell.match)})
+                         "match": "" if cell.match is None else int(cell.match), "tuned": int(cell.tuned)})
     return rows
 
 
@@ -227,3 +266,43 @@ def write_tables(tables: list[Table], out_stem: Path, header: str = "") -> list[
         writer.writeheader()
         writer.writerows(rows)
     return [md, tex, path_csv]
+
+
+# ----- shared footnotes ------------------------------------------------------------------------------------------
+def cells_of(table: Table) -> Iterable[Cell]:
+    return (cell for row in table.rows.values() for cell in row.values())
+
+
+def tuned_note(table: Table, reasons: dict[str, str]) -> list[str]:
+    """The footnote of the † marks: {row label: why the setting was chosen} for the tuned rows of `table`."""
+    shown = {label: why for label, why in reasons.items() if why and label in table.rows}
+    if not shown:
+        return []
+    whys = "; ".join(f"{label}: {why.strip().rstrip('.')}" for label, why in shown.items())
+    return [f"{TUNED} = a setting chosen to match the published numbers, not taken from the paper's configuration; "
+            f"where it is within the tolerance it shows {TUNED} instead of ✓, since agreement was the criterion it "
+            f"was chosen by ({whys})"]
+
+
+def count_note(table: Table, expected: str) -> list[str]:
+    """The footnote of the `(n=k)` marks, when a cell of `table` shows one; `expected` says what k falls short of."""
+    if not any(cell.count_text for cell in cells_of(table)):
+        return []
+    return [f"(n=k): mean over the k seeds that finished, fewer than {expected}; with one seed no std is shown"]
+
+
+def short_commit(commit: str | None) -> str:
+    if not commit:
+        return "not recorded"
+    dirty = commit.endswith("+dirty")
+    return commit.removesuffix("+dirty")[:7] + ("+dirty" if dirty else "")
+
+
+def commits_note(runs: Iterable[dict]) -> list[str]:
+    """Which commits trained the runs of a table (`environment.git_commit` of their metrics.json), distinct, in
+    order; `+dirty`: the run was made with uncommitted edits."""
+    commits = sorted({short_commit((run.get("environment") or {}).get("git_commit")) for run in runs})
+    if not commits:
+        return []
+    return [f"runs trained at commit{'s' if len(commits) > 1 else ''} {', '.join(commits)} (from each record's "
+            "metrics.json; +dirty: with uncommitted edits)"]

@@ -116,7 +116,7 @@ def test_dry_run_of_table1_is_quick_and_offline(tmp_path):
     # 20 s on an idle 2-core machine; under load (other processes on the cores) the CPU time is the fair measure
     assert cpu < 20 and (elapsed < 20 or os.getloadavg()[0] > os.cpu_count()), (elapsed, cpu)
     out = done.stdout
-    assert "370 jobs: 0 finished, 370 to run" in out  # 13 rows (12 off PMNIST) x 10/5/5 seeds + references
+    assert "390 jobs: 0 finished, 390 to run" in out  # 14 rows (13 off PMNIST) x 10/5/5 seeds + references
     assert "combined20-20" in out and "scifar100-20" in out and "estimated time: no estimate" in out
     assert not (tmp_path / "no_data").exists() and not (tmp_path / "runs").exists()
 

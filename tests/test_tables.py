@@ -6,6 +6,9 @@ Records (study `main`, PMNIST, 20 tasks), metrics as fractions, the tables show 
     finetuning seed 3: aa 0.99 ... (outside --seeds 1-2)
     hat        seed 1: aa 0.67 bwt 0.0  fwt -0.31 fr -0.30      seed 2: aa 0.64 bwt -0.001 fwt null fr -0.32
     fgadahat_ig seed 1: aa 0.84 bwt -0.077 fwt -0.0555 fr -0.10  seed 2: crashed (no `done`), skipped
+    adahat_research seed 1: aa 0.757 bwt -0.203 fwt -0.0158 fr -0.26   (the research configs: no match)
+    adahat seed 1: aa 0.795 bwt -0.1386 fwt -0.0406 fr -0.1443          (tuned in main.yaml: † instead of ✓)
+Commits in metrics.json: finetuning, fgadahat_ig 1111111..., hat, adahat_research 2222222...+dirty, adahat 3333333...
 """
 
 import csv
@@ -19,7 +22,7 @@ import pytest
 
 from common import config as config_lib
 from common import records
-from common.studies import apply_study, read_study
+from common.studies import apply_study, read_study, tuned_reason
 from common.tables import find_run
 from fg_adahat import METHODS, make_tables
 
@@ -73,36 +76,77 @@ def test_one_cell_by_hand(golden):
     # published 32.06 +- 0.96 -> tolerance 2 * 0.96 = 1.92; |32.50 - 32.06| = 0.44 <= 1.92 -> match
     assert statistics.fmean([32.0, 33.0]) == 32.5 and statistics.stdev([32.0, 33.0]) == pytest.approx(math.sqrt(0.5))
     rows = md_rows(golden / "table1.md")
-    assert rows["Finetuning"][:2] == ["32.50 ± 0.71", "32.06 ± 0.96 ✓"]
+    assert rows["Finetuning"][:2] == ["32.50 ± 0.71 (n=2)", "32.06 ± 0.96 ✓"]  # 2 of the paper's 10 seeds
     cell = read_csv(golden / "table1.csv")[("Finetuning", "PMNIST AA")]
     assert (cell["n"], cell["mean"], cell["std"], cell["match"]) == ("2", "32.5000", "0.7071", "1")
     # HAT, PMNIST AA: 67, 64 -> 65.50 +- sqrt(4.5) = 2.12; published 67.10 +- 0.56 (< 0.75 -> tolerance 1.5):
     # |65.50 - 67.10| = 1.60 > 1.5 -> no match
-    assert rows["HAT"][:2] == ["65.50 ± 2.12", "67.10 ± 0.56 ✗"]
+    assert rows["HAT"][:2] == ["65.50 ± 2.12 (n=2)", "67.10 ± 0.56 ✗"]
     # HAT, PMNIST FWT: seed 2 has no FWT -> one value, no std
-    assert md_rows(golden / "table2.md")["HAT"][2:] == ["-31.00 (1 run)", "-31.12 ± 0.57 ✓"]
+    assert md_rows(golden / "table2.md")["HAT"][2:] == ["-31.00 (n=1)", "-31.12 ± 0.57 ✓"]
 
 
 def test_missing_rows_and_match_marks(golden):
     for name in ("table1.md", "table2.md"):
         rows = md_rows(golden / name)
-        assert len(rows) == 13
-        for label in ("LwF", "AdaHAT", "FG-AdaHAT (OG)", "FG-AdaHAT (FA)", "FG-AdaHAT (DL)"):
+        assert len(rows) == 14
+        for label in ("LwF", "FG-AdaHAT (OG)", "FG-AdaHAT (FA)", "FG-AdaHAT (DL)"):
             ours, published = rows[label][0::2], rows[label][1::2]
             assert ours == ["—", "—"], label
             assert all(p and "✓" not in p and "✗" not in p for p in published), label  # published, no mark
-        for label in ("Finetuning", "HAT", "FG-AdaHAT (IG)"):
-            assert all(p.endswith(("✓", "✗")) for p in rows[label][1::2]), label
+        for label in ("Finetuning", "HAT", "FG-AdaHAT (IG)", "AdaHAT", "AdaHAT (2024 sparsity, α 5e-7)"):
+            assert all(p.endswith(("✓", "✗", "†")) for p in rows[label][1::2]), label
     # the crashed fgadahat_ig seed 2 and finetuning seed 3 (outside 1-2) are left out
     table = read_csv(golden / "table1.csv")
     assert table[("FG-AdaHAT (IG)", "PMNIST AA")]["n"] == "1" and table[("Finetuning", "PMNIST AA")]["n"] == "2"
     assert table[("LwF", "PMNIST AA")]["mean"] == "" and table[("LwF", "PMNIST AA")]["match"] == ""
 
 
+def test_tuned_cells_show_a_dagger_not_a_match(golden):
+    # AdaHAT (research configs) AA 75.70 vs 79.91 +- 1.47: |diff| 4.21 > 2.94 -> ✗; the tuned row AA 79.50:
+    # |79.50 - 79.91| = 0.41 <= 2.94 -> within the tolerance, shown as † (tuned), never ✓
+    for name in ("table1.md", "table2.md"):
+        rows = md_rows(golden / name)
+        assert all(p.endswith("✗") for p in rows["AdaHAT"][1::2]), name
+        tuned = rows["AdaHAT (2024 sparsity, α 5e-7)"]
+        assert all(p.endswith("†") and "✓" not in p for p in tuned[1::2]), name
+    assert md_rows(golden / "table1.md")["AdaHAT (2024 sparsity, α 5e-7)"][:2] == ["79.50 (n=1)", "79.91 ± 1.47 †"]
+    cell = read_csv(golden / "table1.csv")[("AdaHAT (2024 sparsity, α 5e-7)", "PMNIST AA")]
+    assert (cell["match"], cell["tuned"]) == ("1", "1")
+    assert read_csv(golden / "table1.csv")[("HAT", "PMNIST AA")]["tuned"] == "0"
+    assert r"79.91 $\pm$ 1.47 $\dagger$" in (golden / "table1.tex").read_text()
+
+
+def notes(path):
+    return [line[2:] for line in path.read_text().splitlines() if line.startswith("- ")]
+
+
+def test_footnotes_in_the_table(golden):
+    t1, t2 = notes(golden / "table1.md"), notes(golden / "table2.md")
+    for table in (t1, t2):
+        assert any(n.startswith("† = a setting chosen to match the published numbers") and
+                   "AdaHAT (2024 sparsity, α 5e-7): 2024 two-term" in n for n in table)
+        assert any(n.startswith("(n=k)") and "the paper's 10 on PMNIST" in n for n in table)
+        assert any(n.startswith("FG-AdaHAT (AFI): run with `afi_semantics: paper`") and "ICU" in n for n in table)
+        assert any(n.startswith("FG-AdaHAT (FA): not run") for n in table)  # no FA record
+        # the distinct short commits of the runs shown (seed 3 of finetuning and the crashed run do not count)
+        assert table[-1].startswith("runs trained at commits 1111111, 2222222+dirty, 3333333 ")
+    assert sum("N - 1" in n for n in t1) == 1 and not any("N - 1" in n for n in t2)  # FR only in Table 1
+    tex = (golden / "table1.tex").read_text()
+    assert r"\par\footnotesize FR divides the sum of the N per-task ratios by N - 1" in tex
+
+
+def test_footnotes_follow_the_rows_shown(tmp_path):
+    out = run_tables(tmp_path, "--benchmarks", "pmnist", "--seeds", "1-2", "--methods", "hat,finetuning")
+    table = notes(out / "table1.md")
+    assert not any(n.startswith(("†", "FG-AdaHAT")) for n in table)
+    assert table[-1].startswith("runs trained at commits 1111111, 2222222+dirty ")
+
+
 def test_fixture_records_match_the_resolved_configs():
     """Each committed config.yaml is what the real code resolves for its study entry, seed and out_dir."""
     folders = sorted(RECORDS.glob("fg_adahat/main/pmnist-20/*/seed*"))
-    assert len(folders) == 7
+    assert len(folders) == 9
     for folder in folders:
         entry, seed = folder.parent.name, int(folder.name.removeprefix("seed"))
         cli, layer = apply_study(REPO / "fg_adahat", {"study": "main", "method": entry, "benchmark": "pmnist",
@@ -132,6 +176,12 @@ def test_default_seeds_and_a_benchmark_without_runs(wide):
     assert rows["Finetuning"][4:] == ["—", "34.19 ± 1.84", "—", "-72.47 ± 3.34"]  # SCIFAR100: no runs
     # FG-AdaHAT (FA) was published (and is run) on PMNIST only: no published value shown for SCIFAR100
     assert rows["FG-AdaHAT (FA)"][4:] == ["—", "", "—", ""]
+    assert "FG-AdaHAT (FA): run on PMNIST only, as in the paper (its `benchmarks` in the study file)" in notes(
+        wide / "table1.md")
+    assert "FG-AdaHAT (FA): run on PMNIST only" not in (EXPECTED / "table1.md").read_text()  # PMNIST-only table
+    # 3 of the paper's 10 seeds on PMNIST; the note names the paper's count for each benchmark shown
+    assert rows["Finetuning"][0].endswith("(n=3)")
+    assert any("the paper's 10 on PMNIST, 5 on SCIFAR100" in n for n in notes(wide / "table1.md"))
 
 
 def test_csv_leaves_absent_published_values_empty(wide):
@@ -180,13 +230,37 @@ def test_rows_are_the_study_files_entries_in_its_order(tmp_path):
     with mock.patch.object(make_tables, "HERE", package):
         out = run_tables(tmp_path / "out", "--benchmarks", "pmnist", "--seeds", "1-2")
     rows = md_rows(out / "table1.md")
-    assert list(rows)[:6] == ["Finetuning", "LwF", "HAT", "HAT (s_max 800)", "hat_small", "AdaHAT"]
-    assert len(rows) == 15
+    assert list(rows)[:7] == ["Finetuning", "LwF", "HAT", "HAT (s_max 800)", "hat_small", "AdaHAT",
+                              "AdaHAT (2024 sparsity, α 5e-7)"]
+    assert len(rows) == 16
     assert rows["HAT (s_max 800)"] == ["—", "67.10 ± 0.56", "—", "-30.68 ± 0.65"]  # HAT's published row, no mark
     assert rows["hat_small"] == ["—", "—", "—", "—"]
     assert rows["HAT"] == md_rows(EXPECTED / "table1.md")["HAT"]
     cell = read_csv(out / "table1.csv")[("hat_small", "PMNIST AA")]
     assert (cell["n"], cell["published_mean"], cell["match"]) == ("0", "", "")
+
+
+def test_tuned_entries_must_exist_and_say_why(tmp_path):
+    studies = tmp_path / "configs" / "studies"
+    studies.mkdir(parents=True)
+    base = "benchmarks: [pmnist]\nseeds: [1]\nmethods: {hat: {}, adahat: {}}\n"
+    for extra, message in (("tuned: {adahta: why}\n", "tuned names adahta"),
+                           ("tuned: {adahat: null}\n", "without saying why")):
+        (studies / "s.yaml").write_text(base + extra)
+        with pytest.raises(config_lib.ConfigError, match=message):
+            read_study(tmp_path, "s")
+    main = read_study(REPO / "fg_adahat", "main")
+    assert tuned_reason(main, "adahat").startswith("2024 two-term") and tuned_reason(main, "adahat_research") == ""
+
+
+def test_tuned_mark_beside_our_value_without_published_values():
+    from common.tables import Cell
+
+    assert Cell([80.0, 82.0], tuned=True, expected_n=5).text() == "81.00 ± 1.41 (n=2) †"
+    assert Cell([80.0], (80.5, None), tuned=True).text() == "80.00 (n=1) †"  # a value without spread: not judged
+    assert Cell([80.0, 82.0, 81.0], (81.0, 1.0), tuned=True, expected_n=3).text() == "81.00 ± 1.00"
+    assert Cell([80.0, 82.0, 81.0], (81.0, 1.0), tuned=True).published_text() == "81.00 ± 1.00 †"
+    assert Cell([70.0], (81.0, 1.0), tuned=True).published_text() == "81.00 ± 1.00 ✗"
 
 
 def test_study_table_keys_must_name_entries(tmp_path):
