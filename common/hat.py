@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from common.nets import MLP_HIDDEN, MLP_OUTPUT, STAGES, conv3x3
@@ -231,6 +230,7 @@ class MaskedResNet18(MaskedBackbone):
         self.shortcuts = nn.ModuleList(s if s is not None else nn.Identity() for s in shortcuts)
         self._init_machinery([c.out_channels for c in convs], bn_mode, nn.BatchNorm2d)
         self.output_dim = 512
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)  # a module, so Captum's DeepLift applies its max-pool rule
 
     @property
     def weighted_layers(self) -> list[nn.Module]:
@@ -241,7 +241,7 @@ class MaskedResNet18(MaskedBackbone):
         acts = activations if activations is not None else []
         h = self.relus[0](_mask(self.bn(0, self.stem(x), bn_task), masks[0]))
         acts.append(h)
-        h = F.max_pool2d(h, 3, stride=2, padding=1)
+        h = self.pool(h)
         for k, shortcut in enumerate(self.shortcuts):
             a, b = 1 + 2 * k, 2 + 2 * k
             inner = self.relus[a](_mask(self.bn(a, self.convs[a](h), bn_task), masks[a]))

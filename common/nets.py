@@ -81,9 +81,10 @@ class ResNet18(nn.Module):
             cin = cout
         self.blocks = nn.ModuleList(blocks)
         self.output_dim = 512
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)  # a module, so Captum's DeepLift applies its max-pool rule
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, stride=2, padding=1)
+        h = self.pool(F.relu(self.bn1(self.conv1(x))))
         for block in self.blocks:
             h = block(h)
         return h.mean(dim=(2, 3))

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import sys
 import time
 import types
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from common import config as config_lib
@@ -67,6 +69,14 @@ def _bf16_autocast(forward, device_type: str):
     return autocast_forward
 
 
+def seed_generators(seed: int) -> None:
+    """Seed torch, numpy and Python's `random` from the run seed at the run start, as the reference code does
+    (numpy matters for GS: Captum draws GradientSHAP's interpolation points from numpy's global generator)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
 def train_and_record(cfg: dict, methods: dict, refs: dict | None = None, echo: bool = True) -> Path:
     """Train one run into its record folder (which must not hold a finished run). Returns the folder."""
     set_threads(cfg)
@@ -76,7 +86,7 @@ def train_and_record(cfg: dict, methods: dict, refs: dict | None = None, echo: b
     checkpoint = Checkpoint(record.folder, cfg)
     checkpoint.start(record)  # resumes after the task of the folder's checkpoint, if it has a usable one
     record.log("config " + json.dumps(cfg, sort_keys=True))
-    torch.manual_seed(cfg["seed"])
+    seed_generators(cfg["seed"])
     algo = methods[cfg["method"]](cfg, [t.num_classes for t in tasks], tasks[0].input_shape).to(cfg["device"])
     apply_speed_switches(algo, cfg)
     algo = checkpoint.restore(algo, record)

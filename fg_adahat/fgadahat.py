@@ -23,6 +23,7 @@ from fg_adahat.importance import MEASURES, StepContext, input_contribution_utili
 
 SCHEDULERS = ("linear_sparsity_reg", "sparsity_reg")
 SUMMING = ("add_all", "add_latest", "add_average")
+FORWARD_MEASURES = ("fa", "ii", "gs", "dl")  # the measures that run forwards of their own (`measure_masks`)
 
 
 class FGAdaHAT(AdaHAT):
@@ -55,6 +56,10 @@ class FGAdaHAT(AdaHAT):
         "afi_semantics": Hparam("paper", "AFI measure: paper (computed as ICU, as the paper-time code did) or "
                                          "described (squared gradient x activation)",
                                 choices=("paper", "described")),
+        "measure_masks": Hparam("post_step", "soft masks of the extra forwards of FA, II, GS and DL: post_step "
+                                             "(sigmoid(s_b e) from the embeddings after the optimizer step, as the "
+                                             "paper-time code) or step (the step's own masks)",
+                                choices=("post_step", "step")),
     }
     wants_activations = True
     tensor_lists = AdaHAT.tensor_lists + ("importance_sum",)
@@ -106,13 +111,21 @@ class FGAdaHAT(AdaHAT):
     # ----- importance -----------------------------------------------------------------------------------------------
     def after_step(self, x, y, step, masks, activations, layer_sparsity) -> None:
         """Accumulate this step's normalised, mask-weighted importance (Eqs. 5, 6)."""
-        ctx = StepContext(self, x, y, masks, activations, step.task_id)
+        ctx = StepContext(self, x, y, self.measure_masks(masks, step), activations, step.task_id)
         raw = self.measure(ctx)
         with torch.no_grad():
             for acc, u, m in zip(self.step_importance, raw, masks):
                 u = (u - u.min()) / (u.max() - u.min() + 1e-8)
                 acc.add_(u * m.detach() if self.cfg["step_multiply_training_mask"] else u)
         self.num_steps += 1
+
+    def measure_masks(self, masks, step) -> list[torch.Tensor]:
+        """Masks the measures' forwards use (docs/fidelity.md#measure_masks): by default recomputed as sigmoid(s_b e)
+        from the post-step embeddings, with the step's s_b; the mask factor of Eq. 6 stays the step's own."""
+        if self.cfg["measure_masks"] == "step" or self.cfg["importance"] not in FORWARD_MEASURES:
+            return masks
+        with torch.no_grad():
+            return self.backbone.gates(self.scale(step))
 
     @torch.no_grad()
     def end_task(self, task) -> None:
