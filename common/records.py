@@ -376,10 +376,19 @@ def main(argv=None) -> int:
                                           "<out_dir>/<package>/<study>/...; nothing is retrained")
     move.add_argument("--out-dir", default="runs")
     move.add_argument("--dry-run", action="store_true", help="print the moves, change nothing")
+    export = sub.add_parser("export", help="copy finished runs, without weights, checkpoints or logs and with thinned "
+                                           "curves, into the committed store (common/record_store.py)")
+    export.add_argument("--out-dir", default="runs")
+    export.add_argument("--to", default="", help="the store (default: results/records, or $REPRO_RECORDS)")
+    export.add_argument("--include-default", action="store_true", help="also ad-hoc runs of the `default` study")
+    export.add_argument("--points-per-task", type=int, default=32, help="rows kept per task of each curve")
     args = parser.parse_args(argv)
     if not Path(args.out_dir).is_dir():
         print(f"error: {args.out_dir} is not a folder of run records", file=sys.stderr)
         return 2
+    if args.command == "export":
+        from common import record_store
+        return record_store.export_command(args)
     moves = migrate(Path(args.out_dir), args.dry_run)
     print(f"{len(moves)} records {'to move' if args.dry_run else 'moved'}")
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from common import config as config_lib
 from common import records
+from common.record_store import find_record
 
 STUDY_KEYS = ("description", "benchmarks", "seeds", "settings", "methods", "labels", "published", "tuned",
               "table_order")
@@ -133,13 +134,14 @@ def apply_study(package_dir: Path, cli: dict) -> tuple[dict, dict | None]:
 
 def finished_references(cfg: dict, methods: dict) -> dict | None:
     """The joint / independent / random accuracy matrices for the ordinary run `cfg` (made with any `references`
-    setting) if all three finished, else None; the references are the planner's (`common.planner`)."""
+    setting) if all three finished (under `out_dir` or in the store, `common.record_store`), else None; the
+    references are the planner's (`common.planner`)."""
     from common import planner  # planner reads studies through this module
 
     if planner.is_unlearning(cfg):
         return None
     needed = planner.reference_configs({**cfg, "references": "auto"}, methods)
-    folders = {name: records.run_folder(ref) for name, ref in needed.items()}
+    folders = {name: find_record(ref) for name, ref in needed.items()}
     if not folders or not all(records.is_done(f) for f in folders.values()):
         return None
     return {name: records.read_acc(f) for name, f in folders.items()}

@@ -25,6 +25,7 @@ from pathlib import Path
 from common import config as config_lib
 from common import records
 from common.metrics import all_metrics
+from common.record_store import find_record
 from common.studies import apply_study, finished_references, read_study, study_entries
 
 MISSING = "—"
@@ -134,13 +135,15 @@ def resolve_entry(package_dir: Path, study: str, entry: str, benchmark: str, see
 
 def find_run(package_dir: Path, study: str, entry: str, benchmark: str, seed: int, methods: dict,
              overrides: dict | None = None) -> Path:
-    """The record folder of one (study entry, benchmark, seed)."""
-    return records.run_folder(resolve_entry(package_dir, study, entry, benchmark, seed, methods, overrides))
+    """The record folder of one (study entry, benchmark, seed): under `out_dir`, else the store's copy
+    (`common.record_store.find_record`)."""
+    return find_record(resolve_entry(package_dir, study, entry, benchmark, seed, methods, overrides))
 
 
 def collect(package_dir: Path, study: str, methods: dict, seeds: list[int] | None = None,
             benchmarks: list[str] | None = None, overrides: dict | None = None) -> dict:
-    """{(entry, benchmark): [record, ...]} of every finished run of the study; unfinished ones are skipped, and a
+    """{(entry, benchmark): [record, ...]} of every finished run of the study (under `out_dir`, else in the committed
+    store: `common.record_store`); unfinished ones are skipped, and a
     corrupt record raises RecordError (one line naming the folder and what to do; the table scripts print it)."""
     spec = read_study(package_dir, study)
     found = {}
@@ -149,7 +152,7 @@ def collect(package_dir: Path, study: str, methods: dict, seeds: list[int] | Non
             runs = []
             for seed in seeds or spec["seeds"]:
                 cfg = resolve_entry(package_dir, study, entry, benchmark, seed, methods, overrides)
-                folder = records.run_folder(cfg)
+                folder = find_record(cfg)
                 if not records.is_done(folder):
                     continue
                 try:
