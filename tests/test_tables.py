@@ -285,6 +285,17 @@ def test_reference_library_comparison_row_by_hand():
     assert row("x", acc, refs) == "| x | 75.00 | 44.44 | -10.00 | -15.00 | 90.0 → 70.0 |"
 
 
+def test_reference_library_comparison_without_references_and_over_seeds():
+    from scripts.clarena_check.compare import mean_row, row, values
+
+    acc = [[0.9], [0.8, 0.7]]
+    assert row("x", acc, None) == "| x | 75.00 | — | -10.00 | — | 90.0 → 70.0 |"
+    # AA 0.75 and 0.85 (mean 0.8, sample std 0.0707); BWT -0.1 and 0; first diagonal 0.9 and 1.0
+    rows = [values(acc, None), values([[1.0], [1.0, 0.7]], None)]
+    assert mean_row("x", rows) == ("| x, mean ± std (2 seeds) | 80.00 ± 7.07 | — | -5.00 ± 7.07 | — | "
+                                   "95.00 ± 7.07 → 70.00 ± 0.00 |")
+
+
 def copy_package_configs(name, tmp_path):
     package = tmp_path / name
     shutil.copytree(REPO / name / "configs", package / "configs")

@@ -1,12 +1,14 @@
-"""Run the reference library's own FG-AdaHAT (CLArena 1.1.0) on Permuted MNIST with the published settings, to
-compare it with this repository's implementation (set-up and commands: `scripts/clarena_check/README.md`).
+"""Run the reference library's own FG-AdaHAT or AdaHAT (CLArena 1.1.0) on Permuted MNIST with the published
+settings, to compare it with this repository's implementation (set-up and commands: `scripts/clarena_check/README.md`).
 
     python run_clarena_fgadahat.py --importance_type input_weight_gradient_abs_sum --out outputs/ig --data DATA_ROOT
     [--alpha 1.5e-7 --base_linear 5 --seed 1 --train_tasks 20 --smoke]
+    python run_clarena_fgadahat.py --method adahat --alpha 1e-6 --out outputs/adahat --data DATA_ROOT [--seed 1]
 
-It builds the configuration of the research repository's `fgadahat_<measure>_pmnist_20tasks` index config and hands
-it to CLArena's `CLMainExperiment` (the `CL_MAIN_EXPR` pipeline): its dataset, HAT MLP, TIL heads, FG-AdaHAT, a
-Lightning trainer per task, a test of every seen task after each task (`<out>/results/acc.csv`). One thread.
+It builds the configuration of the research repository's `fgadahat_<measure>_pmnist_20tasks` index config (or the
+same with CLArena's AdaHAT, `adjustment_mode: adahat`) and hands it to CLArena's `CLMainExperiment` (the
+`CL_MAIN_EXPR` pipeline): its dataset, HAT MLP, TIL heads, the method, a Lightning trainer per task, a test of every
+seen task after each task (`<out>/results/acc.csv`). One thread.
 """
 
 import argparse
@@ -62,14 +64,48 @@ class TaskTimer(L.Callback):
         print("TASKTIME", rec, flush=True)
 
 
+# the hyperparameters AdaHAT and FG-AdaHAT share (HAT's s_max, clamp, regulariser; AdaHAT's epsilon 0.1 default)
+HAT_COMMON = {
+    "s_max": 400.0,
+    "clamp_threshold": 50,
+    "mask_sparsity_reg_factor": 0.1,
+    "mask_sparsity_reg_mode": "original",
+    "task_embedding_init_mode": "N01",
+}
+
+
+def cl_algorithm(args) -> dict:
+    """CLArena's `cl_algorithm` config: configs/cl_algorithm/{fgadahat,adahat}.yaml with the index config's values."""
+    if args.method == "adahat":
+        return {"_target_": "clarena.cl_algorithms.AdaHAT", "adjustment_mode": "adahat",
+                "adjustment_intensity": args.alpha, "epsilon": 0.1, **HAT_COMMON}
+    return {
+        "_target_": "clarena.cl_algorithms.FGAdaHAT",
+        "adjustment_intensity": args.alpha,
+        "importance_type": args.importance_type,
+        "importance_summing_strategy": "add_all",
+        "importance_scheduler_type": "linear_sparsity_reg",
+        "neuron_to_weight_importance_aggregation_mode": "min",
+        **HAT_COMMON,
+        "base_importance": 1e-8,
+        "base_mask_sparsity_reg": 0.1,
+        "base_linear": args.base_linear,
+        "filter_by_cumulative_mask": False,
+        "filter_unmasked_importance": False,
+        "step_multiply_training_mask": True,
+    }
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--method", choices=("fgadahat", "adahat"), default="fgadahat")
     ap.add_argument("--importance_type", default="input_weight_gradient_abs_sum")
     ap.add_argument("--train_tasks", type=int, default=20)
     ap.add_argument("--out", required=True)
     ap.add_argument("--smoke", action="store_true", help="1 epoch of 30 batches per task")
     ap.add_argument("--data", required=True, help="folder holding MNIST/raw/*-ubyte (torchvision layout)")
-    ap.add_argument("--alpha", type=float, default=1.5e-7, help="1.5e-7 for IG, CU, ICU, AFI, FA, II; 1e-7 otherwise")
+    ap.add_argument("--alpha", type=float, default=1.5e-7,
+                    help="FG-AdaHAT: 1.5e-7 for IG, CU, ICU, AFI, FA, II, 1e-7 otherwise; AdaHAT: 1e-6")
     ap.add_argument("--base_linear", type=float, default=5, help="5 for IG, CU, ICU, AFI, FA, II; 10 otherwise")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -93,7 +129,7 @@ def main():
 
     cfg = {
         "pipeline": "CL_MAIN_EXPR",
-        "expr_name": f"fgadahat_{args.importance_type}_pmnist",
+        "expr_name": f"{args.method}_pmnist" if args.method == "adahat" else f"fgadahat_{args.importance_type}_pmnist",
         "cl_paradigm": "TIL",
         "train_tasks": args.train_tasks,
         "eval_after_tasks": args.train_tasks,
@@ -115,26 +151,7 @@ def main():
             "output_dim": 64,
             "gate": "sigmoid",
         },
-        # configs/cl_algorithm/fgadahat.yaml + the index config's alpha and b_L
-        "cl_algorithm": {
-            "_target_": "clarena.cl_algorithms.FGAdaHAT",
-            "adjustment_intensity": args.alpha,
-            "importance_type": args.importance_type,
-            "importance_summing_strategy": "add_all",
-            "importance_scheduler_type": "linear_sparsity_reg",
-            "neuron_to_weight_importance_aggregation_mode": "min",
-            "s_max": 400.0,
-            "clamp_threshold": 50,
-            "mask_sparsity_reg_factor": 0.1,
-            "mask_sparsity_reg_mode": "original",
-            "base_importance": 1e-8,
-            "base_mask_sparsity_reg": 0.1,
-            "base_linear": args.base_linear,
-            "filter_by_cumulative_mask": False,
-            "filter_unmasked_importance": False,
-            "step_multiply_training_mask": True,
-            "task_embedding_init_mode": "N01",
-        },
+        "cl_algorithm": cl_algorithm(args),
         "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.001},
         # research config uses ReduceLROnPlateau; under manual optimisation Lightning never
         # steps it (and it could not fire in 2 epochs anyway). The pipeline requires the key.
