@@ -18,6 +18,10 @@ from baselines.lwf import LwF
 from common.config import Hparam
 from common.unlearning import TaskUpdateStore
 
+# shared by every method here whose replay buffer loses an unlearned task's examples
+REFILL_FREED_SLOTS = Hparam(True, "true (reference code): buffer slots freed by unlearning go to the next examples "
+                                  "offered, at once; false: only when the reservoir draw picks them")
+
 
 class TaskUpdates:
     """Mixin: per-task update records and unlearning by subtracting them.
@@ -89,9 +93,15 @@ class AmnesiacLwF(TaskUpdates, LwF):
 
 
 class AmnesiacDER(TaskUpdates, DER):
-    """Also purges the unlearned task's samples from the replay buffer."""
+    """Also purges the unlearned task's samples from the replay buffer (freed slots: `refill_freed_slots`)."""
 
     name = "amnesiac_der"
+    hparams = {"refill_freed_slots": REFILL_FREED_SLOTS}
+    unlearning_keys = TaskUpdates.unlearning_keys + ("refill_freed_slots",)
+
+    def __init__(self, cfg, classes_per_task, input_shape):
+        super().__init__(cfg, classes_per_task, input_shape)
+        self.buffer.refill_freed = cfg["refill_freed_slots"]
 
     def forget_task(self, task_id, delta):
         self.buffer.delete_task(task_id)
@@ -99,6 +109,12 @@ class AmnesiacDER(TaskUpdates, DER):
 
 class AmnesiacDERpp(TaskUpdates, DERpp):
     name = "amnesiac_derpp"
+    hparams = {"refill_freed_slots": REFILL_FREED_SLOTS}
+    unlearning_keys = TaskUpdates.unlearning_keys + ("refill_freed_slots",)
+
+    def __init__(self, cfg, classes_per_task, input_shape):
+        super().__init__(cfg, classes_per_task, input_shape)
+        self.buffer.refill_freed = cfg["refill_freed_slots"]
 
     def forget_task(self, task_id, delta):
         self.buffer.delete_task(task_id)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adahat.adahat import AdaHAT
-from amnesiachat.amnesiac import TaskUpdates
+from amnesiachat.amnesiac import REFILL_FREED_SLOTS, TaskUpdates
 from amnesiachat.backups import (
     compensate,
     load_weights,
@@ -60,11 +60,16 @@ class AmnesiacHAT(TaskUpdates, AdaHAT):
         "recycle": Hparam("after_next_task", "when freed units leave M^{<t}: after_next_task (reference code, at the "
                                              "next task end) or next_task (right after unlearning)",
                           choices=("after_next_task", "next_task")),
+        "refill_freed_slots": REFILL_FREED_SLOTS,
+        "backup_unlearned": Hparam(True, "also build backups for unlearnable tasks already unlearned (reference code: "
+                                         "its unlearnable list keeps them; they join the backup mean), false: skip "
+                                         "them", equation="AmnesiacHAT loss, mean over the backup set B_t"),
         "recycle_summative": Hparam(False, "also remove unlearned masks from AdaHAT's summative mask (reference "
                                            "code: never)"),
     }
     unlearning_keys = (*TaskUpdates.unlearning_keys, "backup_init", "backup_compensation", "compensate_order",
-                       "replay_repair", "repair_steps", "repair_batch_size", "recycle", "recycle_summative")
+                       "replay_repair", "repair_steps", "repair_batch_size", "recycle", "recycle_summative",
+                       "refill_freed_slots", "backup_unlearned")
 
     @classmethod
     def check_config(cls, cfg):
@@ -75,7 +80,7 @@ class AmnesiacHAT(TaskUpdates, AdaHAT):
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)
-        self.buffer = ReplayBuffer(cfg["buffer_size"])
+        self.buffer = ReplayBuffer(cfg["buffer_size"], refill_freed=cfg["refill_freed_slots"])
         self.backups = nn.ModuleDict()  # str(b) -> backup network of task b, re-created every task
         self.backup_states: dict[tuple[int, int], dict[str, torch.Tensor]] = {}  # (b, t) -> saved backup b
         self.unlearned: set[int] = set()
@@ -85,19 +90,25 @@ class AmnesiacHAT(TaskUpdates, AdaHAT):
         self.backups = nn.ModuleDict()
         if self.unlearning_enabled:
             self.prepare_updates()
-            for b in self.unlearning_state.unlearnable:
-                if b != task.id and b not in self.unlearned:  # an unlearned task has no update left to remove
-                    self.backups[str(b)] = self.new_backup(b)
+            for b in self.backup_tasks(task.id):
+                self.backups[str(b)] = self.new_backup(b)
         super().begin_task(task)  # snapshot, fresh embeddings, then the optimizer over main and backup weights
+
+    def backup_tasks(self, t: int) -> list[int]:
+        """The backup set B_t: the unlearnable tasks but t; with `backup_unlearned: false` also without the tasks
+        already unlearned (the reference keeps them, their update being gone)."""
+        return [b for b in self.unlearning_state.unlearnable
+                if b != t and (self.cfg["backup_unlearned"] or b not in self.unlearned)]
 
     def new_backup(self, b: int) -> nn.Module:
         """A plain copy of the weighted layers of the network without task b (`backup_init`): `delete` = the current
-        parameters minus b's own update; `before` = the parameters just before b was trained (minus the updates of
-        tasks unlearned since)."""
+        parameters minus b's own update (a copy of the current parameters once b is unlearned, its update gone);
+        `before` = the parameters just before b was trained (minus the updates of tasks unlearned since)."""
         backup = make_backup(self.backbone)
         if self.cfg["backup_init"] == "delete":
-            delta = self.updates.delta(b)["backbone"]
-            weights = {k: v.detach() - delta[k] for k, v in self.backbone.state_dict().items()}
+            delta = self.updates.delta(b)["backbone"] if b not in self.unlearned else {}
+            weights = {k: v.detach() - delta[k] if k in delta else v.detach().clone()
+                       for k, v in self.backbone.state_dict().items()}
         else:
             weights = self.updates.state_before(b, skip=self.unlearned)["backbone"]
         load_weights(backup, weights)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from amnesiachat.amnesiac import REFILL_FREED_SLOTS
 from baselines.der import DERpp
 from common.config import Hparam
 from common.engine import batches_per_epoch
@@ -43,11 +44,13 @@ class CLPUDERpp(DERpp):
         "merge_num_steps": Hparam(500, "replay steps that merge a temporary backbone into the main one (0 = epochs "
                                        "x batches per epoch of the current task)", ge=0),
         "merge_batch_size": Hparam(200, "buffer examples of the merged task per merge step", ge=1),
+        "refill_freed_slots": REFILL_FREED_SLOTS,
     }
-    unlearning_keys = ("temporary_init", "merge_num_steps", "merge_batch_size")
+    unlearning_keys = ("temporary_init", "merge_num_steps", "merge_batch_size", "refill_freed_slots")
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)
+        self.buffer.refill_freed = cfg["refill_freed_slots"]
         self.initial_state = copy.deepcopy(self.backbone.state_dict())  # theta_0, for from_scratch
         self.temporary_backbones = nn.ModuleDict()  # str(task id) -> backbone of a temporary task
         self.unlearned: set[int] = set()

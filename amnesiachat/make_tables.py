@@ -44,8 +44,19 @@ METRICS = {"aa_remaining": ("AA on remaining tasks (%)", 100.0, ".2f"),
            "update_store_dense_peak_mb": ("update store, dense (MiB)", 1.0, ".2f")}
 MAIN_METRICS = ("aa_remaining", "dd", "ag", "aa")
 NOTES = ["mean ± sample std over seeds", "remaining tasks: never unlearned (tasks 3, 4 of every block of five)"]
-LWF_NOTE = ("LwF repeats Finetuning wherever the networks have no batch norm: the reference LwF's distillation term "
-            "sends no gradient (`distill_gradient: false`, as in the reference code)")
+LWF_NOTES = {True: "LwF ran with `distill_gradient: true` (the AmnesiacHAT reference code): the distillation term "
+                   "reaches the backbone through the detached old heads",
+             False: "LwF ran with `distill_gradient: false` (the FG-AdaHAT reference code): the distillation term "
+                    "sends no gradient, so LwF repeats Finetuning wherever the networks have no batch norm"}
+
+
+def lwf_notes(found: dict) -> list[str]:
+    """Which distillation behaviour the LwF runs of a table had (none found: the configured default)."""
+    ran = {bool(r["config"]["distill_gradient"]) for runs in found.values() for r in runs
+           if r.get("config", {}).get("method") == "amnesiac_lwf"}
+    if not ran:
+        ran = {bool(config_lib.load_yaml(HERE / "configs" / "amnesiac_lwf.yaml").get("distill_gradient", False))}
+    return [LWF_NOTES[v] for v in sorted(ran, reverse=True)]
 
 
 def cell(runs: list[dict], metric: str, spec: dict | None = None, entry: str = "") -> Cell:
@@ -80,7 +91,7 @@ def main_tables(seeds, overrides: dict, columns: list[str]) -> list[Table]:
         title = METRICS[metric][0]
         rows = {label: {c: cell(found.get((e, c), []), metric, specs[e], e) for c in columns}
                 for e, label in labels.items()}
-        table = Table(f"AmnesiacHAT main table: {title}", columns, rows, [*NOTES, LWF_NOTE])
+        table = Table(f"AmnesiacHAT main table: {title}", columns, rows, [*NOTES, *lwf_notes(found)])
         tables.append(add_notes(table, specs, [r for runs in found.values() for r in runs]))
     return tables
 

@@ -21,11 +21,12 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
 class LwF(Algorithm):
     """Loss = CE + sum over earlier tasks tau of lambda * KD_T(teacher_tau, student through head tau).
 
-    `distill_gradient: false` (default) is the reference code behind the published numbers: it computes the
-    student's old-task logits under `no_grad`, so the distillation term is logged but sends no gradient anywhere.
+    `distill_gradient: false` (default; the FG-AdaHAT reference code) computes the student's old-task logits under
+    `no_grad`, so the distillation term is logged but sends no gradient anywhere.
     What it does change is batch-norm statistics: the reference forwards the student backbone once per earlier task
     in training mode; we forward it once with the BN momentum that t running-stat updates with the same batch give.
-    `distill_gradient: true` is LwF as described: the gradient reaches the backbone through the (detached) old head.
+    `distill_gradient: true` (the AmnesiacHAT reference code, `amnesiac_lwf`'s config) is LwF as described: the
+    gradient reaches the backbone through the detached old head (the teacher and the heads get none).
     """
 
     name = "lwf"
@@ -33,8 +34,9 @@ class LwF(Algorithm):
         "distill_factor": Hparam(0.1, "lambda, the weight of each earlier task's distillation term", gt=0,
                                  equation="LwF loss CE + lambda sum_tau KD_T(teacher_tau, student_tau)"),
         "temperature": Hparam(2.0, "distillation temperature T", gt=0, equation="LwF knowledge distillation KD_T"),
-        "distill_gradient": Hparam(False, "false: the reference code (the distillation term sends no gradient); "
-                                          "true: LwF as described"),
+        "distill_gradient": Hparam(False, "false (FG-AdaHAT reference code): the distillation term sends no "
+                                          "gradient; true (AmnesiacHAT reference code, LwF as described): it reaches "
+                                          "the backbone through the detached old heads"),
     }
 
     def __init__(self, cfg, classes_per_task, input_shape):

@@ -37,17 +37,20 @@ class ReplayBuffer:
     """Reservoir buffer of `capacity` examples (DER's `Buffer`, `docs/baselines.md#replay-buffer`).
 
     Example number n (0-based, counted over every example ever offered) goes to slot n while n < capacity;
-    afterwards j = uniform{0..n} is drawn and the example replaces slot j if j < capacity. A slot emptied by
-    `delete_task` is refilled the same way, when the draw picks it: refilling freed slots at once would fill them with
-    the next task's first examples, whose stored logits come from the start of training (the annealed mask of a
-    HAT-family method is then far from its final value), and replaying those biased logits hurts that task. Within a batch the examples are processed in order (a later one wins a slot drawn twice). Random
-    numbers come from torch's global generator on the buffer's device, so seeding makes runs reproducible.
+    afterwards j = uniform{0..n} is drawn and the example replaces slot j if j < capacity. Slots emptied by
+    `delete_task` are refilled per `refill_freed`: True (the AmnesiacHAT reference code, whose buffer shrinks on
+    deletion) gives them to the next examples offered, in order and without a draw, until the buffer is full again;
+    False (default) refills them only when the reservoir draw picks them (then the freed slots are not taken by the
+    next task's first examples, whose stored logits come from the start of its training). Without deletions both
+    are the same rule. Within a batch the examples are processed in order (a later one wins a slot drawn twice).
+    Random numbers come from torch's global generator on the buffer's device, so seeding makes runs reproducible.
     """
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, refill_freed: bool = False):
         if capacity < 0:
             raise ValueError(f"buffer capacity must be >= 0, got {capacity}")
         self.capacity = capacity
+        self.refill_freed = refill_freed
         self.seen = 0  # examples offered so far
         self.size = 0  # occupied slots
         self.x = self.y = self.logits = self.task_ids = self.widths = None  # allocated by the first `add`
@@ -101,9 +104,10 @@ class ReplayBuffer:
         """For every slot the batch index of the example written there (-1: untouched); reservoir rule above."""
         device = self.task_ids.device
         source = torch.full((self.capacity + 1,), -1, dtype=torch.long, device=device)  # last entry: "rejected"
-        # the first `capacity` examples ever offered fill the buffer in order; afterwards every slot (one freed by
-        # `delete_task` too) is only written when the reservoir draw picks it
-        fill = min(self.capacity - self.size, max(0, self.capacity - self.seen), batch)
+        # the first `capacity` examples ever offered fill the buffer in order; afterwards a slot freed by
+        # `delete_task` is filled at once (`refill_freed`) or only when the reservoir draw picks it
+        free_now = self.capacity - self.size
+        fill = min(free_now if self.refill_freed else min(free_now, max(0, self.capacity - self.seen)), batch)
         if fill > 0:
             free = self.task_ids == EMPTY
             rank = free.long().cumsum(0) - 1  # the k-th free slot gets example k
@@ -143,7 +147,7 @@ class ReplayBuffer:
 
     @torch.no_grad()
     def delete_task(self, task_id: int) -> None:
-        """Remove (and zero) every example of a task; the freed slots are refilled by the reservoir draw."""
+        """Remove (and zero) every example of a task; the freed slots are refilled as `refill_freed` says."""
         if self.x is None:
             return
         gone = self.task_ids == task_id

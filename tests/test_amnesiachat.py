@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from amnesiachat import METHODS
+from amnesiachat.backups import routed_forward
 from common import benchmarks, config, engine, records, runner
 from common.hat import parameter_wise
 from common.replay import ReplayBatch
@@ -104,18 +105,56 @@ def test_compensation_writes_only_the_overlap_of_the_unlearned_and_later_tasks(t
     assert changed > 0
 
 
-def test_backups_are_built_for_unlearnable_earlier_tasks_with_delete_init(tmp_path, tasks, one_thread):
-    cfg, algo = build("amnesiachat", tmp_path, tasks)
+@pytest.mark.parametrize("backup_unlearned", [True, False])
+def test_backups_are_built_for_unlearnable_earlier_tasks_with_delete_init(tmp_path, tasks, one_thread,
+                                                                          backup_unlearned):
+    cfg, algo = build("amnesiachat", tmp_path, tasks, backup_unlearned=str(backup_unlearned).lower())
     unlearned = learn(algo, cfg, tasks, 2)  # task 1 unlearned after task 2
     protocol = UnlearningProtocol.from_config(cfg)
     algo.set_unlearning_state(protocol.state(3, set(unlearned)))
     main_before = backbone_state(algo)
     delta2 = algo.updates.delta(2)["backbone"]
     algo.begin_task(tasks[2])
-    assert list(algo.backups) == ["2"]  # task 1 is unlearned: no backup for it; none for the current task
+    # reference: every unlearnable task but the current one, the unlearned task 1 too (a copy of the live weights)
+    assert list(algo.backups) == (["1", "2"] if backup_unlearned else ["2"])
     backup = algo.backups["2"]
     torch.testing.assert_close(backup.layers[0].weight, main_before["fc.0.weight"] - delta2["fc.0.weight"])
     assert any(p is backup.layers[0].weight for g in algo.optimizer.param_groups for p in g["params"])
+    if backup_unlearned:
+        for key, v in algo.backups["1"].state_dict().items():
+            assert torch.equal(v, main_before[f"fc.{key.split('.')[1]}.{key.split('.')[2]}"])
+
+
+@pytest.mark.parametrize("backup_unlearned", [True, False])
+def test_backup_loss_is_the_mean_over_the_backup_set_unlearned_tasks_included(tmp_path, tasks, one_thread,
+                                                                              backup_unlearned):
+    cfg, algo = build("amnesiachat", tmp_path, tasks, replay="false", backup_unlearned=str(backup_unlearned).lower())
+    unlearned = learn(algo, cfg, tasks, 2)
+    algo.set_unlearning_state(UnlearningProtocol.from_config(cfg).state(3, set(unlearned)))
+    algo.begin_task(tasks[2])
+    x, y = tasks[2].transform(tasks[2].train_x[:32]), tasks[2].train_y[:32]
+    masks = algo.task_masks[2]  # any masks serve as the current ones here
+    with torch.no_grad():
+        loss = algo.extra_loss(x, y, engine.Step(0, 1, 0, 3), masks, torch.zeros(32, 2))
+        # backup 1 is a copy of the live weights, so its routed path is the main network's own forward
+        ce1 = torch.nn.functional.cross_entropy(algo.heads(algo.backbone(x, masks), 3), y)
+        ce2 = torch.nn.functional.cross_entropy(
+            algo.heads(routed_forward(algo.backbone, algo.backups["2"], x, algo.task_masks[2], masks), 3), y)
+    assert not torch.isclose(ce1, ce2)
+    torch.testing.assert_close(loss, (ce1 + ce2) / 2 if backup_unlearned else ce2)
+
+
+@pytest.mark.parametrize("method", ["amnesiac_der", "amnesiac_derpp", "clpu_derpp", "amnesiachat"])
+def test_buffer_slots_freed_by_unlearning_go_to_the_next_examples_at_once(method, tmp_path, tasks, one_thread):
+    _, algo = build(method, tmp_path, tasks, buffer_size=20)  # reference default refill_freed_slots: true
+    width = tasks[0].num_classes
+    for task_id in (1, 2):
+        algo.buffer.add(torch.randn(30, 4), torch.zeros(30, dtype=torch.long), torch.zeros(30, width), task_id)
+    algo.buffer.delete_task(1)
+    freed = 20 - len(algo.buffer)
+    assert freed > 0
+    algo.buffer.add(torch.randn(freed, 4), torch.zeros(freed, dtype=torch.long), torch.zeros(freed, width), 3)
+    assert len(algo.buffer) == 20 and algo.buffer.task_counts()[3] == freed
 
 
 def test_backup_weights_are_never_adjusted_and_main_path_gradient_is(tmp_path, tasks, one_thread):

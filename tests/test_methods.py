@@ -360,10 +360,10 @@ def test_distillation_loss_hand_example():
     assert distillation_loss(s, t, 1.0).item() == pytest.approx(plain.item(), rel=1e-6)
 
 
-def lwf_after_task_1(tmp_path, distill_gradient):
+def lwf_after_task_1(tmp_path, distill_gradient, cfg=None):
     torch.manual_seed(0)
-    cfg = config.resolve({"method": "lwf", "benchmark": "synthetic", "num_tasks": "2", "out_dir": str(tmp_path),
-                          "distill_gradient": str(distill_gradient).lower()}, METHODS)
+    cfg = cfg or config.resolve({"method": "lwf", "benchmark": "synthetic", "num_tasks": "2", "out_dir": str(tmp_path),
+                                 "distill_gradient": str(distill_gradient).lower()}, METHODS)
     algo = LwF(cfg, [4, 4], (1, 28, 28))
     algo.train()
     algo.begin_task(SimpleNamespace(id=1))
@@ -391,6 +391,19 @@ def test_lwf_distillation_gradient_switch(tmp_path, distill_gradient):
             torch.testing.assert_close(g, p, rtol=1e-6, atol=1e-9)
     # the old head never gets a gradient (detached or no_grad)
     assert algo.heads.head(1).weight.grad is None
+
+
+def test_amnesiac_lwf_defaults_to_the_distillation_gradient_and_lwf_does_not(tmp_path):
+    from amnesiachat import METHODS as AMNESIAC_METHODS
+    common = {"benchmark": "pmnist", "num_tasks": "2", "out_dir": str(tmp_path)}
+    amnesiac = config.resolve({"method": "amnesiac_lwf", **common}, AMNESIAC_METHODS)
+    assert amnesiac["distill_gradient"] is True  # AmnesiacHAT reference code
+    assert config.resolve({"method": "lwf", **common}, METHODS)["distill_gradient"] is False  # FG-AdaHAT reference
+    algo = lwf_after_task_1(tmp_path, None, amnesiac)
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 4, (16,))
+    plain = ce_grads(algo, x, y, 2)
+    algo.train_step(x, y, Step(1, 2, 0, 2))
+    assert any(not torch.allclose(p.grad, g, rtol=1e-4, atol=1e-7) for p, g in zip(algo.backbone.parameters(), plain))
 
 
 def test_lwf_bn_statistics_move_like_k_plus_1_forwards(tmp_path):

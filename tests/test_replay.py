@@ -101,6 +101,29 @@ def test_delete_task_removes_it_and_freed_slots_are_refilled_only_by_the_reservo
     assert len(buffer) == 4 and buffer.seen == 8
 
 
+def test_with_refill_freed_the_next_examples_take_the_freed_slots_without_a_draw(monkeypatch):
+    torch.manual_seed(0)
+    buffer = ReplayBuffer(6, refill_freed=True)
+    offer(buffer, [1, 2, 3], task_id=1)
+    offer(buffer, [4, 5, 6], task_id=2)
+    buffer.delete_task(1)
+    # 7, 8, 9 fill the freed slots in order; only 10 is drawn: n=9, j = floor(0.95 * 10) = 9 -> rejected
+    fake_rand(monkeypatch, [0.95])
+    offer(buffer, [7, 8, 9, 10], task_id=3)
+    assert stored(buffer) == [7, 8, 9, 4, 5, 6] and buffer.task_counts() == {2: 3, 3: 3}
+    assert len(buffer) == 6 and buffer.seen == 10
+
+
+def test_without_deletions_both_refill_rules_store_the_same(monkeypatch):
+    torch.manual_seed(0)
+    buffers = [ReplayBuffer(5, refill_freed=r) for r in (False, True)]
+    for buffer in buffers:
+        torch.manual_seed(1)
+        for start in range(0, 40, 8):
+            offer(buffer, list(range(start, start + 8)), task_id=1 + start // 16)
+    assert stored(buffers[0]) == stored(buffers[1]) and buffers[0].seen == buffers[1].seen == 40
+
+
 def test_logits_of_different_widths_are_padded_and_compared_on_their_width():
     buffer = ReplayBuffer(4)
     buffer.add(torch.zeros(2, 1), torch.tensor([0, 1]), torch.tensor([[1.0, 2.0], [3.0, 4.0]]), 1)
