@@ -24,6 +24,7 @@ Defaults and where they come from (`docs/baselines.md#wsn`):
 from __future__ import annotations
 
 import math
+import struct
 
 import torch
 import torch.nn.functional as F
@@ -50,18 +51,80 @@ def unpack_mask(packed: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return bits.flatten()[:math.prod(shape)].view(shape)
 
 
+def topk_mask(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 0/1 mask (dtype of `scores`) of the k largest entries of `scores` by torch.topk, and the k-th largest."""
+    values, indices = scores.flatten().topk(k, sorted=False)
+    mask = torch.zeros(scores.numel(), dtype=scores.dtype, device=scores.device)
+    mask[indices] = 1.0
+    return mask.view_as(scores), values.min()
+
+
+def _float32(value: float) -> float:
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+class TopKSelector:
+    """The top-k mask of one layer's scores, step after step, found by a threshold instead of by torch.topk.
+
+    If exactly k entries are >= g, then {scores >= g} is the one and only top-k set (the k-th largest value is >= g,
+    the (k+1)-th < g), so the mask is the one `topk_mask` gives. The scores move little per step, so such a g is
+    searched from the last one by counting passes (one float comparison and one sum each): a step along the count's
+    slope near the threshold, widened until the count brackets k, then interpolation. Where no such g exists (a tie
+    across the k-th largest value) or the search is not done in `max_passes`, the mask is `topk_mask`'s."""
+
+    max_passes = 16
+
+    def __init__(self, k: int):
+        self.k, self.threshold, self.slope = k, None, None  # slope: entries per unit of threshold near it
+
+    def __call__(self, scores: torch.Tensor) -> torch.Tensor:
+        flat = scores.detach().flatten()
+        if self.threshold is not None and flat.numel() < 2 ** 24:  # float sums of 0/1 are exact below 2^24
+            mask = torch.empty_like(flat)
+            if self.search(flat, mask):
+                return mask.view_as(scores)
+        mask, kth = topk_mask(scores, self.k)
+        self.threshold = float(kth)
+        return mask
+
+    def search(self, flat: torch.Tensor, mask: torch.Tensor) -> bool:
+        """Look for a float32 g with exactly k entries >= g, starting at the last one; `mask` ends as (flat >= g)."""
+        k, g = self.k, self.threshold
+        slope = self.slope or flat.numel() / (2 * abs(g) + 1e-30)  # first time: as if uniform on [0, 2 g]
+        lo = hi = None  # the highest g with a count > k, the lowest with a count < k
+        widen = 1.0
+        for _ in range(self.max_passes):
+            count = int(torch.ge(flat, g, out=mask).sum())
+            if count == k:
+                self.threshold = g
+                return True
+            if count > k:
+                lo = (g, count)
+            else:
+                hi = (g, count)
+            if lo is None or hi is None:  # not bracketed yet: step along the slope, twice as far each time
+                g, widen = _float32(g + widen * (count - k) / slope), 2 * widen
+                continue
+            slope = self.slope = (lo[1] - hi[1]) / (hi[0] - lo[0])
+            g = _float32(lo[0] + (lo[1] - k) / slope)
+            if not lo[0] < g < hi[0]:
+                g = _float32(0.5 * (lo[0] + hi[0]))
+                if not lo[0] < g < hi[0]:  # lo and hi are neighbouring float32 values: a tie at the k-th value
+                    return False
+        return False
+
+
 class TopKStraightThrough(torch.autograd.Function):
-    """Forward: the 0/1 mask of the k largest entries of `scores`; backward: the identity (straight-through)."""
+    """Forward: the 0/1 mask of the k largest entries of `scores` (by `selector` if given, the same set); backward:
+    the identity (straight-through)."""
 
     @staticmethod
-    def forward(ctx, scores: torch.Tensor, k: int) -> torch.Tensor:
-        mask = torch.zeros(scores.numel(), dtype=scores.dtype, device=scores.device)
-        mask[scores.flatten().topk(k, sorted=False).indices] = 1.0
-        return mask.view_as(scores)
+    def forward(ctx, scores: torch.Tensor, k: int, selector: TopKSelector | None = None) -> torch.Tensor:
+        return selector(scores) if selector is not None else topk_mask(scores, k)[0]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return grad, None
+        return grad, None, None
 
 
 def kept_count(numel: int, capacity: float) -> int:
@@ -101,13 +164,15 @@ class WSN(Algorithm):
             nn.init.kaiming_uniform_(score, a=math.sqrt(5))
             self.scores.append(nn.Parameter(score))
         self.keep = [kept_count(w.numel(), cfg["wsn_capacity"]) for w in self.weights]
+        self.selectors = [TopKSelector(k) for k in self.keep]
         self.used = [torch.zeros_like(w, dtype=torch.bool) for w in self.weights]  # M_{<t}
+        self.free = [torch.ones_like(w) for w in self.weights]  # 1 - M_{<t}, as floats (see `train_step`)
         self.task_masks: dict[int, list[torch.Tensor]] = {}  # packed m_t per layer
         self.capacity_log: list[tuple[int, float]] = []
         self.subnetwork_rows: list[dict] = []
         self._unpacked: tuple[int, list[torch.Tensor]] | None = None
 
-    tensor_lists = ("used",)
+    tensor_lists = ("used", "free")
 
     def build_backbone(self, input_shape):
         cfg = self.cfg
@@ -121,7 +186,8 @@ class WSN(Algorithm):
     # ----- masks ---------------------------------------------------------------------------------------------------
     def current_masks(self) -> list[torch.Tensor]:
         """m_t = TopK(|rho|) per layer, differentiable to the scores by the straight-through estimator."""
-        return [TopKStraightThrough.apply(s.abs(), k) for s, k in zip(self.scores, self.keep)]
+        return [TopKStraightThrough.apply(s.abs(), k, select)
+                for s, k, select in zip(self.scores, self.keep, self.selectors)]
 
     def masked_features(self, x: torch.Tensor, masks: list[torch.Tensor]) -> torch.Tensor:
         weights = {n: w * m for n, w, m in zip(self.weight_names, self.weights, masks)}
@@ -148,10 +214,10 @@ class WSN(Algorithm):
         loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        with torch.no_grad():
-            for w, used in zip(self.weights, self.used):
+        with torch.no_grad():  # Eq. 5: weights of earlier subnetworks are frozen. Times 0/1 then + 0 (a -0 becomes 0)
+            for w, free in zip(self.weights, self.free):  # is masked_fill_(used, 0), bit for bit, at float speed
                 if w.grad is not None:
-                    w.grad.masked_fill_(used, 0.0)  # Eq. 5: weights of earlier subnetworks are frozen
+                    w.grad.mul_(free).add_(0.0)
         self.optimizer.step()
         self.capacity_log.append((step.task_id, self.task_capacity))
         return {"loss": loss.detach()}
@@ -162,6 +228,7 @@ class WSN(Algorithm):
         self.task_masks[task.id] = [pack_mask(m) for m in masks]
         reused = sum(int((m & u).sum()) for m, u in zip(masks, self.used))
         self.used = [u | m for u, m in zip(self.used, masks)]
+        self.free = [(~u).to(w.dtype) for u, w in zip(self.used, self.weights)]
         self._unpacked = None
         total = sum(u.numel() for u in self.used)
         self.subnetwork_rows.append({
