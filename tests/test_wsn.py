@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import baselines
 from baselines import METHODS
-from baselines.wsn import WSN, TopKStraightThrough, kept_count, pack_mask, unpack_mask
+from baselines.wsn import WSN, TopKSelector, TopKStraightThrough, kept_count, pack_mask, topk_mask, unpack_mask
 from common import benchmarks, config, engine, records, runner
 from helpers import tiny_cfg, tiny_method
 from common.config import ConfigError
@@ -55,6 +55,29 @@ def test_straight_through_step_by_hand():
         rho -= 0.1 * rho.grad
     assert torch.allclose(rho, torch.tensor([[0.2, -1.3, 0.4], [0.9, -1.8, 0.7]]))
     assert torch.equal(TopKStraightThrough.apply(rho.abs(), 3), torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 0.0]]))  # 1.8, 1.3, 0.9
+
+
+def test_threshold_selector_picks_the_topk_set_step_after_step(monkeypatch):
+    """The threshold search must give torch.topk's set at every step: drifting scores, ties at the k-th value (where
+    only the fallback can agree), a layer of equal scores, and a k of 1 and of all but one."""
+    import baselines.wsn as wsn_module
+    fallbacks = []
+    monkeypatch.setattr(wsn_module, "topk_mask", lambda scores, k: fallbacks.append(k) or topk_mask(scores, k))
+    gen = torch.Generator().manual_seed(0)
+    for numel, k in [(1000, 100), (5000, 2500), (300, 1), (300, 299)]:
+        selector, scores = TopKSelector(k), torch.randn(numel, generator=gen)
+        fallbacks.clear()
+        for step in range(40):
+            scores = scores + 1e-3 * torch.randn(numel, generator=gen)
+            if step % 10 == 5:  # a tie straddling the k-th largest value
+                order = scores.argsort(descending=True)
+                scores[order[k - 1]] = scores[order[k]]
+            expected = topk_mask(scores, k)[0]
+            chosen = selector(scores)
+            assert chosen.sum() == k and torch.equal(chosen, expected), (numel, k, step)
+        assert 1 <= len(fallbacks) <= 12, (numel, k, len(fallbacks))  # the first step and the ties, not every step
+    equal = torch.zeros(50)
+    assert torch.equal(TopKSelector(10)(equal), topk_mask(equal, 10)[0])
 
 
 def test_pack_unpack_round_trip():
