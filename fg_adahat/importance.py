@@ -22,7 +22,7 @@ class StepContext:
     algo: nn.Module                  # the FG-AdaHAT algorithm (backbone, heads)
     x: torch.Tensor                  # the step's (transformed) inputs
     y: torch.Tensor                  # labels
-    masks: list[torch.Tensor]        # the step's soft training masks sigmoid(s_b e)
+    masks: list[torch.Tensor]        # soft masks sigmoid(s_b e) of the measures' forwards (`measure_masks`)
     activations: list[torch.Tensor]  # the step's masked post-ReLU activations, one per weighted layer
     task_id: int
 
@@ -35,7 +35,7 @@ class StepContext:
         return self.layers[l + 1].weight if l + 1 < len(self.layers) else self.algo.heads.head(self.task_id).weight
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The training-stage forward of this step (same soft masks, current head)."""
+        """The training-stage forward of this step with the context's masks (`measure_masks`) and the current head."""
         masks = [m.detach() for m in self.masks]
         return self.algo.heads(self.algo.backbone(x, masks), self.task_id)
 
