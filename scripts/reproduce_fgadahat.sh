@@ -38,7 +38,7 @@ if [[ "${QUICK:-0}" == 1 ]]; then
   EXTRA+=(num_tasks=5 epochs=1)
   RESULTS=results/quick/fg_adahat
   SEEDS=${SEEDS:-1}
-  METHODS=(--methods finetuning,lwf,hat,adahat,fgadahat_ig,fgadahat_og,fgadahat_cu,fgadahat_icu,fgadahat_afi,fgadahat_dl)
+  METHODS=(--methods finetuning,lwf,hat,adahat_research,adahat,fgadahat_ig,fgadahat_og,fgadahat_cu,fgadahat_icu,fgadahat_afi,fgadahat_dl)
   COMPARE=(--smoke-test)  # quick runs are not comparable with the published numbers
 fi
 BENCHMARKS=${BENCHMARKS:-pmnist,scifar100,combined20}
