@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from fg_adahat import attribution
+
 
 @dataclass
 class StepContext:
@@ -104,13 +106,14 @@ def feature_ablation(ctx: StepContext) -> list[torch.Tensor]:
     it run once (MLP). ResNet blocks add a shortcut from before the ablated conv, so there the whole input is
     repeated instead.
     """
-    if rank_one_applies(ctx):
+    if plain_masked_mlp(ctx):
         return feature_ablation_mlp(ctx)
     return feature_ablation_batched(ctx)
 
 
-def rank_one_applies(ctx: StepContext) -> bool:
-    """The masked MLP with no batch norm and its own eager forward (no speed switch wrapped around it)."""
+def plain_masked_mlp(ctx: StepContext) -> bool:
+    """The masked MLP with no batch norm and its own eager forward (no speed switch wrapped around it): where FA takes
+    the rank-one route and II, GS, DL the all-layers pass of `fg_adahat/attribution.py`."""
     from common.hat import MaskedMLP
     net = ctx.algo.backbone
     return isinstance(net, MaskedMLP) and net.bns is None and "forward" not in vars(net)
@@ -236,19 +239,38 @@ def _captum(ctx: StepContext, make, **kwargs) -> list[torch.Tensor]:
 
 
 def internal_influence(ctx: StepContext) -> list[torch.Tensor]:
-    """II: Captum InternalInfluence, zero baseline, 5 integration steps."""
-    from captum.attr import InternalInfluence
-    return _captum(ctx, lambda layer: InternalInfluence(ctx.logits, layer), n_steps=5)
+    """II: Captum InternalInfluence, zero baseline, 5 integration steps (every layer in one pass on the plain masked
+    MLP: `fg_adahat/attribution.py`)."""
+    return attribution.internal_influence_all(ctx) if plain_masked_mlp(ctx) else internal_influence_captum(ctx)
 
 
 def gradient_shap(ctx: StepContext) -> list[torch.Tensor]:
-    """GS: Captum LayerGradientShap with an all-zeros baseline (n_samples 5, stdevs 0)."""
-    from captum.attr import LayerGradientShap
-    return _captum(ctx, lambda layer: LayerGradientShap(ctx.logits, layer), baselines=torch.zeros_like(ctx.x))
+    """GS: Captum LayerGradientShap with an all-zeros baseline (n_samples 5, stdevs 0); every layer in one pass on the
+    plain masked MLP, with Captum's draws from numpy's and torch's generators (`fg_adahat/attribution.py`)."""
+    return attribution.gradient_shap_all(ctx) if plain_masked_mlp(ctx) else gradient_shap_captum(ctx)
 
 
 def deeplift(ctx: StepContext) -> list[torch.Tensor]:
-    """DL: Captum LayerDeepLift on the step's forward, zero baseline, multiplied by inputs."""
+    """DL: Captum LayerDeepLift on the step's forward, zero baseline, multiplied by inputs (the rescale rule written
+    out for every layer at once on the plain masked MLP: `fg_adahat/attribution.py`)."""
+    return attribution.deeplift_mlp(ctx) if plain_masked_mlp(ctx) else deeplift_captum(ctx)
+
+
+def internal_influence_captum(ctx: StepContext) -> list[torch.Tensor]:
+    """II through Captum, one layer per call (any backbone)."""
+    from captum.attr import InternalInfluence
+    return _captum(ctx, lambda layer: InternalInfluence(ctx.logits, layer), n_steps=attribution.II_STEPS)
+
+
+def gradient_shap_captum(ctx: StepContext) -> list[torch.Tensor]:
+    """GS through Captum, one layer per call (any backbone)."""
+    from captum.attr import LayerGradientShap
+    return _captum(ctx, lambda layer: LayerGradientShap(ctx.logits, layer), baselines=torch.zeros_like(ctx.x),
+                   n_samples=attribution.GS_SAMPLES)
+
+
+def deeplift_captum(ctx: StepContext) -> list[torch.Tensor]:
+    """DL through Captum, one layer per call (any backbone; its max-pool rule on the ResNet)."""
     from captum.attr import LayerDeepLift
     model = _LogitsModule(ctx)
     return _captum(ctx, lambda layer: LayerDeepLift(model, layer), baselines=torch.zeros_like(ctx.x))

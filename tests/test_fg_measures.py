@@ -13,8 +13,9 @@ from torch import nn
 from common.algorithm import Step
 from common.hat import anneal_scale
 from common.runner import seed_generators
-from fg_adahat.importance import (StepContext, deeplift, feature_ablation_batched, feature_ablation_mlp,
-                                  gradient_shap, internal_influence, rank_one_applies)
+from fg_adahat.importance import (StepContext, deeplift, deeplift_captum, feature_ablation_batched,
+                                  feature_ablation_mlp, gradient_shap, gradient_shap_captum, internal_influence,
+                                  internal_influence_captum, plain_masked_mlp)
 from test_fgadahat import NUM_BATCHES, batch, build, capture_contexts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -111,7 +112,7 @@ def fa_step(tmp_path_factory):
 @pytest.mark.parametrize("route", [feature_ablation_mlp, feature_ablation_batched], ids=["rank_one", "batched"])
 def test_feature_ablation_equals_captum_layer_feature_ablation(fa_step, route):
     from captum.attr import LayerFeatureAblation
-    assert rank_one_applies(fa_step)
+    assert plain_masked_mlp(fa_step)
     ours = route(fa_step)
     for layer, u in zip(fa_step.layers, ours):
         attribution = LayerFeatureAblation(fa_step.logits, layer).attribute(
@@ -119,6 +120,25 @@ def test_feature_ablation_equals_captum_layer_feature_ablation(fa_step, route):
         theirs = attribution.abs().mean(0)
         assert theirs.shape == u.shape and (theirs > 0).any()
         assert torch.allclose(u, theirs, rtol=1e-4, atol=1e-5 * float(theirs.abs().max()))
+
+
+# ----- II, GS, DL: the all-layers pass against Captum's per-layer calls ------------------------------------------------
+@pytest.mark.parametrize("ours, captum", [(internal_influence, internal_influence_captum),
+                                          (gradient_shap, gradient_shap_captum), (deeplift, deeplift_captum)],
+                         ids=["ii", "gs", "dl"])
+def test_all_layers_pass_equals_captum_per_layer(fa_step, ours, captum):
+    """On the plain masked MLP the measures take one pass for all layers; Captum's per-layer calls give the same values
+    (float rounding), and GS leaves numpy's and torch's generators exactly where Captum leaves them."""
+    assert plain_masked_mlp(fa_step)
+    results, states = [], []
+    for route in (ours, captum):
+        seed_generators(7)
+        results.append(route(fa_step))
+        states.append((np.random.get_state()[1].copy(), torch.get_rng_state()))
+    for u, theirs in zip(*results):
+        assert theirs.shape == u.shape and (theirs > 0).any()
+        assert torch.allclose(u, theirs, rtol=1e-5, atol=1e-6 * float(theirs.abs().max()))
+    assert np.array_equal(states[0][0], states[1][0]) and torch.equal(states[0][1], states[1][1])
 
 
 # ----- which masks the forwards use --------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from common.algorithm import Step
 from common.hat import FreeUnits, MaskedMLP, mask_sparsity, monotone_parameter_wise, parameter_wise, rate
 from fg_adahat import METHODS
 from fg_adahat.importance import (StepContext, feature_ablation, feature_ablation_batched, feature_ablation_mlp,
-                                  rank_one_applies)
+                                  plain_masked_mlp)
 from scripts import floor_pmnist, speed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -125,7 +125,7 @@ def test_rank_one_feature_ablation_equals_batched_on_the_paper_mlp(tmp_path):
     train(algo, tasks[0], steps=1)
     x, y = tasks[0].transform(tasks[0].train_x[:20]), tasks[0].train_y[:20]
     ctx = StepContext(algo, x, y, algo.backbone.gates(5.0), [], task_id=1)
-    assert rank_one_applies(ctx) and algo.measure is feature_ablation
+    assert plain_masked_mlp(ctx) and algo.measure is feature_ablation
     fast, batched = feature_ablation_mlp(ctx), feature_ablation_batched(ctx)
     assert [v.shape for v in fast] == [(256,), (100,), (64,)]
     for f, b in zip(fast, batched):
@@ -149,12 +149,12 @@ def test_rank_one_feature_ablation_equals_captum_layer_feature_ablation():
 
 def test_rank_one_only_for_the_plain_masked_mlp():
     ctx = toy_context()
-    assert rank_one_applies(ctx)
+    assert plain_masked_mlp(ctx)
     ctx.algo.backbone.forward = ctx.algo.backbone.forward  # a speed switch replaces the forward
-    assert not rank_one_applies(ctx)
+    assert not plain_masked_mlp(ctx)
     bn = MaskedMLP(input_dim=9, hidden=(7,), output_dim=5, bn_mode="shared")
     ctx.algo.backbone = bn
-    assert not rank_one_applies(ctx)
+    assert not plain_masked_mlp(ctx)
 
 
 # ----- floor and speed report ------------------------------------------------------------------------------------
