@@ -10,6 +10,7 @@
 #                               missing is reported, skipped, and shown as missing in the table)
 #   SEEDS=1-5                   seeds (default: the published 5)
 #   DEVICE=cpu|cuda  JOBS=N  THREADS=N
+#   JOBS_PER_GPU=K              with DEVICE=cuda: K runs at once on every visible GPU (instead of JOBS)
 #   QUICK=1                     smoke mode: 1 epoch, 2000 training samples per task, seed 1, PMNIST-5 TIL only;
 #                               writes to runs_quick/ and results/quick/
 #   DRY_RUN=1                   summarise the runs and their state, run nothing (no data is read)
@@ -21,6 +22,8 @@ DEVICE=${DEVICE:-cpu}
 JOBS=${JOBS:-$(nproc)}
 THREADS=${THREADS:-1}
 EXTRA=(device="$DEVICE")
+GPU_ARGS=()
+[[ $DEVICE == cuda && -n "${JOBS_PER_GPU:-}" ]] && GPU_ARGS=(--jobs-per-gpu "$JOBS_PER_GPU")
 RESULTS=results/amnesiachat
 ALL_COLUMNS=pmnist-5-til,pmnist-5-dil,rmnist-5-til,rmnist-5-dil,scifar10-5-til,pmnist-20-til,combined5-5-til
 COLUMNS_=${COLUMNS_:-$ALL_COLUMNS}
@@ -37,7 +40,7 @@ DRY=()
 sweep() {  # study benchmark [key=value ...]
   local study=$1 bench=$2; shift 2
   $PY -m scripts.sweep --package amnesiachat --study "$study" --benchmarks "$bench" --seeds "$SEEDS" \
-      --jobs "$JOBS" --threads "$THREADS" "${DRY[@]}" "${EXTRA[@]}" "$@" || echo "some $study/$bench runs failed"
+      --jobs "$JOBS" --threads "$THREADS" ${GPU_ARGS[@]+"${GPU_ARGS[@]}"} "${DRY[@]}" "${EXTRA[@]}" "$@" || echo "some $study/$bench runs failed"
 }
 
 TABLE_COLUMNS=()

@@ -9,6 +9,7 @@
 #                                            skipped, and shown as missing in the table)
 #   SEEDS=1-3                                 seeds (default: 10 on pmnist, 5 elsewhere, as published)
 #   DEVICE=cpu|cuda  JOBS=N  THREADS=N        where and how many runs at once (default: one per core, 1 thread)
+#   JOBS_PER_GPU=K                            with DEVICE=cuda: K runs at once on every visible GPU (instead of JOBS)
 #   LAUNCHER=local|slurm  SLURM_ARGS="..."    where the runs go (slurm: e.g. SLURM_ARGS="--partition gpu --time 240
 #                                             --gpus-per-job 1 --jobs-per-gpu 4"; the tables are then made by
 #                                             running this script again once the arrays have finished)
@@ -26,6 +27,8 @@ DEVICE=${DEVICE:-cpu}
 JOBS=${JOBS:-$(nproc)}
 THREADS=${THREADS:-1}
 EXTRA=(device="$DEVICE")
+GPU_ARGS=()
+[[ $DEVICE == cuda && -n "${JOBS_PER_GPU:-}" ]] && GPU_ARGS=(--jobs-per-gpu "$JOBS_PER_GPU")
 [[ -n "${OUT_DIR:-}" ]] && EXTRA+=(out_dir="$OUT_DIR")
 DATA_DIR=${DATA_DIR:-data}
 EXTRA+=(data_dir="$DATA_DIR")
@@ -63,7 +66,7 @@ BENCH_ARG=$(IFS=','; echo "${READY[*]}")
 echo "== ${BENCH_ARG}: seeds ${SEED_ARG}"
 $PY -m scripts.sweep --package fg_adahat --study main --benchmarks "$BENCH_ARG" --seeds "$SEED_ARG" \
     --launcher "${LAUNCHER:-local}" ${SLURM_ARGS:-} --jobs "$JOBS" --threads "$THREADS" \
-    ${METHODS[@]+"${METHODS[@]}"} ${DRY[@]+"${DRY[@]}"} "${EXTRA[@]}" || status=$?
+    ${GPU_ARGS[@]+"${GPU_ARGS[@]}"} ${METHODS[@]+"${METHODS[@]}"} ${DRY[@]+"${DRY[@]}"} "${EXTRA[@]}" || status=$?
 [[ "${DRY_RUN:-0}" == 1 ]] && exit "${status:-0}"
 [[ "${status:-0}" == 2 ]] && exit 2  # bad input: already explained
 [[ "${status:-0}" != 0 ]] && echo "some runs failed (see the .out files)"
