@@ -121,6 +121,23 @@ def test_dry_run_of_table1_is_quick_and_offline(tmp_path):
     assert not (tmp_path / "no_data").exists() and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("script", ["reproduce_table1.sh", "reproduce_amnesiachat.sh"])
+@pytest.mark.parametrize("device, expected", [("cuda", ["--jobs-per-gpu", "3"]), ("cpu", [])])
+def test_jobs_per_gpu_reaches_the_sweep_on_cuda_only(tmp_path, script, device, expected):
+    """JOBS_PER_GPU=K with DEVICE=cuda becomes the sweep's --jobs-per-gpu K; on the CPU it is ignored."""
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')
+    fake.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "DRY_RUN": "1", "PYTHON": str(fake), "DEVICE": device, "JOBS_PER_GPU": "3",
+           "SEEDS": "1", "BENCHMARKS": "pmnist", "COLUMNS_": "pmnist-5-til"}
+    done = subprocess.run(["bash", f"scripts/{script}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    sweeps = [line.split() for line in (tmp_path / "calls").read_text().splitlines() if "scripts.sweep" in line]
+    assert sweeps and all(("--jobs-per-gpu" in args) == bool(expected) for args in sweeps)
+    assert all(args[args.index("--jobs-per-gpu"):args.index("--jobs-per-gpu") + 2] == expected
+               for args in sweeps if expected)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--package", "fg_adaht", "--study", "main"], "unknown package 'fg_adaht'; packages: adahat, amnesiachat"),
     (["--package", "fg_adahat", "--study", "mian"], "unknown study 'mian' of fg_adahat; studies: ablation"),
