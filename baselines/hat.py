@@ -92,7 +92,9 @@ class HAT(Algorithm):
         loss.backward()
         with torch.no_grad():
             rates = self.adjustment_rates(masks, layer_sparsity, step)
-            self.capacity_log.append((step.task_id, self.apply_rates(rates)))
+            self.apply_rates(rates)
+            if self.cfg["log_capacity"]:
+                self.capacity_log.append((step.task_id, self.step_capacity(rates)))
             compensate_embedding_grads(self.backbone.embeddings, s, self.cfg["s_max"], self.cfg["clamp_threshold"])
         self.optimizer.step()
         self.after_step(x, y, step, masks, activations, layer_sparsity)
@@ -107,14 +109,16 @@ class HAT(Algorithm):
     def after_step(self, x, y, step, masks, activations, layer_sparsity) -> None:
         """Called after the optimizer step (FG-AdaHAT measures neuron importance here)."""
 
-    def apply_rates(self, rates) -> torch.Tensor:
-        """Multiply weight and bias gradients of the weighted layers by their rates; return the network capacity
-        (mean rate over weights and biases, bias entries counted even for bias-free convs;
-        docs/metrics.md#network-capacity)."""
+    def apply_rates(self, rates) -> None:
+        """Multiply weight and bias gradients of the weighted layers by their rates."""
         for layer, (rate_w, rate_b) in zip(self.layers, rates):
             layer.weight.grad.mul_(rate_w)
             if layer.bias is not None and layer.bias.grad is not None:
                 layer.bias.grad.mul_(rate_b)
+
+    def step_capacity(self, rates) -> torch.Tensor:
+        """The network capacity of this step's rates: mean rate over weights and biases, bias entries counted even
+        for bias-free convs (docs/metrics.md#network-capacity); HAT's constant rates once per task."""
         if rates is self.hat_rates:
             if self.hat_capacity is None:
                 self.hat_capacity = self.capacity(rates)

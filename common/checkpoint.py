@@ -45,7 +45,7 @@ KILL_ENV = "CL_KILL_AFTER_TASK"
 # A run may resume with other values of the execution keys of `common.config` (they never change what it learns),
 # except those the saved state or its numbers are bound to: the device the tensors live on, TF32 matmuls, and the
 # evaluation batch size (kept equal so the resumed rows come from the same batches).
-RESUME_BOUND_KEYS = ("device", "tf32", "eval_batch_size")
+RESUME_BOUND_KEYS = ("device", "tf32", "eval_batch_size", "log_capacity")  # log_capacity: a complete capacity.csv
 RESUME_FREE_KEYS = tuple(k for k in config_lib.EXECUTION_KEYS if k not in RESUME_BOUND_KEYS)
 
 

@@ -71,6 +71,8 @@ ENGINE_KEYS: dict[str, Hparam] = {
     "log_every": Hparam(0, "print training loss every N steps (0 = only per epoch)", ge=0),
     "keep_checkpoint": Hparam(False, "keep the whole state after the last task (checkpoint.pt) once the run is "
                                      "done; false keeps only the final weights (model.pt); numbers do not change"),
+    "log_capacity": Hparam(True, "HAT family: record the network capacity of every training step (capacity.csv); "
+                                 "false skips its per-step sum; numbers do not change"),
     "unlearning_requests": Hparam("", "continual unlearning: '' (none), 'published' (the papers' schedule) or "
                                       "'after:ids' pairs such as '2:1,4:2,5:5'"),
     "unlearnable_age": Hparam(4, "a task can be unlearned while (current task - task) < this age", ge=1),
@@ -94,7 +96,7 @@ REFERENCES = ("joint", "independent", "random")
 # Every key makes two runs distinct (a finished record is reused only when they agree on it) unless it is listed
 # here; a key added to ENGINE_KEYS later is distinct-making by default.
 EXECUTION_KEYS = ("device", "threads", "data_dir", "out_dir", "eval_batch_size", "log_every", "references", "tf32",
-                  "keep_checkpoint")
+                  "keep_checkpoint", "log_capacity")
 """How and where a run is executed, not what it learns: never compared, never part of a folder name or digest."""
 PLACEMENT_KEYS = ("package", "study", "run_name")
 """Where the record lives: the folder names them, so they are not compared with the record's own config."""

@@ -11,10 +11,9 @@ def spy_on_rates(algo, monkeypatch):
     def spy(rates):
         before = [(l.weight.grad.clone(), l.bias.grad.clone()) for l in algo.layers]
         kept = [(w.clone(), b.clone()) for w, b in rates]
-        capacity = original(rates)
+        original(rates)
         after = [(l.weight.grad.clone(), l.bias.grad.clone()) for l in algo.layers]
-        calls.append(SimpleNamespace(before=before, rates=kept, after=after, capacity=capacity))
-        return capacity
+        calls.append(SimpleNamespace(before=before, rates=kept, after=after, capacity=algo.step_capacity(rates)))
 
     monkeypatch.setattr(algo, "apply_rates", spy)
     return calls

@@ -108,6 +108,20 @@ def test_hat_capacity_computed_once_per_task_and_equal_to_the_sum(tmp_path):
     assert torch.equal(logged[0], algo.capacity(algo.hat_rates)) and logged[0].item() < 1
 
 
+@pytest.mark.parametrize("method", ["hat", "adahat", "fgadahat_ig"])
+def test_log_capacity_off_skips_the_log_and_changes_no_weight(method, tmp_path):
+    """log_capacity=false: no capacity is logged, and the weights after two tasks are those of the logging run."""
+    weights = {}
+    for flag in (True, False):
+        tasks, algo = build(method, tmp_path, log_capacity=flag)
+        for task in tasks:
+            train(algo, task)
+            algo.end_task(task)
+        assert bool(algo.capacity_log) == flag and bool(algo.extra_records()["capacity"]) == flag  # [] writes no csv
+        weights[flag] = [p.detach().clone() for p in algo.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(weights[True], weights[False]))
+
+
 # ----- feature ablation by rank-one updates -----------------------------------------------------------------------
 def toy_context(hidden=(7, 5), inputs=9, classes=4, batch=6, seed=0):
     torch.manual_seed(seed)
