@@ -3,8 +3,12 @@
 import os
 from pathlib import Path
 
-import pytest
-import torch
+from golden import pin_cpu_kernels
+
+pin_cpu_kernels()  # before torch is imported: the same float results on every x86-64 machine (golden runs)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -20,8 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-import yaml
+from . import pin_cpu_kernels
+
+pin_cpu_kernels()  # before torch is imported, as in the tests
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent
 ROOT = GOLDEN.parent.parent
