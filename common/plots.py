@@ -55,8 +55,14 @@ def legend_outside(ax, **kwargs) -> None:
 
 
 def note(fig, text: str) -> None:
-    """A line of text at the bottom of the figure (what is missing, what was drawn where)."""
+    """A line of text at the bottom of the figure (what is missing, what was drawn where), below the axes: a
+    constrained layout keeps room for it at the bottom (0.18 inch a line of about 150 characters)."""
     if text:
+        engine = fig.get_layout_engine()
+        if engine is not None and type(engine).__name__ == "ConstrainedLayoutEngine":
+            lines = 1 + len(text) * 7 // int(fig.get_figwidth() * 130)
+            bottom = min(0.3, 0.02 + 0.13 * lines / fig.get_figheight())
+            engine.set(rect=(0, bottom, 1, 1 - bottom))
         fig.text(0.01, 0.005, text, fontsize=6.5, color="firebrick", ha="left", va="bottom", wrap=True)
 
 

@@ -1,0 +1,156 @@
+"""The FG-AdaHAT paper's figures from run records (drawn by `python -m fg_adahat.make_figures`; helpers in
+`common/plots.py`). Each function takes the figure context (`common.figures.Context`) and returns a Figure.
+Published values come from `fg_adahat/targets/` (the paper's Tables 1 and 2, Permuted MNIST)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from common.plots import acc_matrix, colours, empty, heatmap, legend_outside, mean_std, plt
+from common.studies import published_row, read_study, row_label
+from common.tables import read_targets
+
+HERE = Path(__file__).parent
+BENCHMARK = "pmnist"
+MATRIX_SEED = 1
+
+
+def published(metric: str, method: str | None) -> tuple[float, float]:
+    """(mean, std) of the paper's Permuted MNIST `metric` for `method`; NaN where it has none."""
+    table = "table1.csv" if metric in ("aa", "fr") else "table2.csv"
+    row = read_targets(HERE / "targets" / table).get(method or "", {})
+    return row.get(f"{BENCHMARK}_{metric}_mean", math.nan), row.get(f"{BENCHMARK}_{metric}_std", math.nan)
+
+
+def metric_values(runs: list[dict], metric: str) -> list[float]:
+    return [100 * r["metrics"][metric] for r in runs if r["metrics"].get(metric) is not None]
+
+
+def tradeoff(ctx):
+    """Stability against plasticity: BWT (x) and FWT (y) of every method, mean ± sample std over seeds, with the
+    published point of the same method (open marker, joined by a thin line); the 2025 research configs of IG, OG
+    and ICU (study configs2025) as triangles."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    drawn, main = 0, read_study(HERE, "main")
+    entry_colour = dict(zip(main["methods"], colours(len(main["methods"]))))
+    method_colour = {}  # a configs2025 entry takes the colour of the Table 1 row of its measure
+    for entry, colour in entry_colour.items():
+        method_colour.setdefault(published_row(main, entry), colour)
+    for study, marker in (("main", "o"), ("configs2025", "^")):
+        spec = read_study(HERE, study)
+        found = ctx.runs(study, [BENCHMARK])
+        for entry in spec["methods"]:
+            colour = entry_colour[entry] if study == "main" else method_colour.get(published_row(spec, entry), "0.4")
+            runs = found.get(entry, BENCHMARK)
+            (bwt, bwt_sd), (fwt, fwt_sd) = mean_std(metric_values(runs, "bwt")), mean_std(metric_values(runs, "fwt"))
+            if runs:
+                drawn += 1
+                ax.errorbar(bwt, fwt, xerr=bwt_sd, yerr=fwt_sd, marker=marker, color=colour, capsize=2,
+                            markersize=5, label=f"{row_label(spec, entry)} ({len(runs)} seeds)")
+            if study == "main":
+                pub_bwt, pub_fwt = published("bwt", published_row(spec, entry))[0], published("fwt", published_row(
+                    spec, entry))[0]
+                if math.isfinite(pub_bwt) and math.isfinite(pub_fwt):
+                    ax.plot(pub_bwt, pub_fwt, marker, mfc="none", color=colour, markersize=7)
+                    if runs:
+                        ax.plot([bwt, pub_bwt], [fwt, pub_fwt], color=colour, linewidth=0.5, alpha=0.6)
+    ax.plot([], [], "o", mfc="none", color="0.3", label="published (FG-AdaHAT paper)")
+    ax.set_xlabel("BWT after 20 tasks (%; right: less forgetting)")
+    ax.set_ylabel("FWT (%; up: more plasticity)")
+    ax.set_title("Stability against plasticity, Permuted MNIST 20 tasks\n(filled: ours, mean ± sample std over "
+                 "seeds; open: published; triangles: 2025 configs)")
+    legend_outside(ax)
+    if not drawn:
+        empty(ax)
+    return fig
+
+
+def measures(ctx):
+    """The nine importance measures side by side: AA and FR (filled circles: mean ± sample std over seeds, dots:
+    seeds), published mean ± std as open diamonds."""
+    spec = read_study(HERE, "main")
+    entries = [e for e in spec["methods"] if published_row(spec, e).startswith("fgadahat_")]
+    found = ctx.runs("main", [BENCHMARK], entries)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+    names = [row_label(spec, e).replace("FG-AdaHAT ", "").strip("()") for e in entries]
+    for ax, metric in zip(axes, ("aa", "fr")):
+        for i, entry in enumerate(entries):
+            values = metric_values(found.get(entry, BENCHMARK), metric)
+            mean, std = mean_std(values)
+            if values:
+                ax.errorbar(i - 0.15, mean, yerr=std, marker="o", color="tab:blue", capsize=2, markersize=4,
+                            linestyle="none", label="ours" if i == 0 else None)
+                ax.plot([i - 0.15] * len(values), values, ".", color="black", markersize=2)
+            pub_mean, pub_std = published(metric, published_row(spec, entry))
+            if math.isfinite(pub_mean):
+                ax.errorbar(i + 0.15, pub_mean, yerr=pub_std, marker="D", mfc="none", color="tab:red", capsize=2,
+                            markersize=4, linestyle="none", label="published" if i == 0 else None)
+        ax.set_xticks(range(len(entries)), names, rotation=30)
+        ax.set_ylabel(f"{metric.upper()} after 20 tasks (%)")
+        ax.set_xlim(-0.6, len(entries) - 0.4)
+    legend_outside(axes[1])
+    fig.suptitle("FG-AdaHAT's importance measures, Permuted MNIST 20 tasks (circles: ours, mean ± sample std; "
+                 "diamonds: published)")
+    return fig
+
+
+def hparams(ctx):
+    """AA of FG-AdaHAT (ICU) over the α × b_L grid (study hparams), mean over seeds; the published setting boxed."""
+    spec = read_study(HERE, "hparams")
+    found = ctx.runs("hparams", [BENCHMARK])
+    cells = {(found.configs[(e, BENCHMARK)]["alpha"], found.configs[(e, BENCHMARK)]["base_linear"]): e
+             for e in spec["methods"]}
+    alphas, bls = sorted({a for a, _ in cells}), sorted({b for _, b in cells})
+    grid = [[mean_std(metric_values(found.get(cells[(a, b)], BENCHMARK), "aa"))[0] if (a, b) in cells else math.nan
+             for b in bls] for a in alphas]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
+    heatmap(ax, grid, [f"{b:g}" for b in bls], [f"{a:g}" for a in alphas], "AA after 20 tasks (%)")
+    from common import config as config_lib
+    from fg_adahat import METHODS
+    icu = config_lib.resolve({"method": "fgadahat_icu", "benchmark": BENCHMARK}, METHODS)
+    setting = (icu["alpha"], icu["base_linear"])  # the published ICU setting (its YAML), as in Table 1
+    if setting in cells:
+        i, j = alphas.index(setting[0]), bls.index(setting[1])
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+    ax.set_xlabel("b_L (base of the linear importance scheduler)")
+    ax.set_ylabel("α")
+    ax.set_title("FG-AdaHAT (ICU), α × b_L: AA, Permuted MNIST 20 tasks (red box: published setting)")
+    if not found.records:
+        empty(ax, "no finished run of the hparams study")
+    return fig
+
+
+def accuracy_matrices(ctx):
+    """One accuracy matrix per method of Table 1 (seed 1): tasks learned against tasks tested."""
+    spec = read_study(HERE, "main")
+    entries = list(spec["methods"])
+    found = ctx.runs("main", [BENCHMARK], seeds=[MATRIX_SEED])
+    columns = 4
+    rows = math.ceil(len(entries) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(12, 2.8 * rows), layout="constrained")
+    for ax, entry in zip(axes.flat, entries):
+        runs = found.get(entry, BENCHMARK)
+        if runs:
+            acc_matrix(ax, runs[0]["acc"], f"{row_label(spec, entry)}, seed {MATRIX_SEED}")
+        else:
+            ax.set_title(row_label(spec, entry))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            empty(ax)
+    for ax in list(axes.flat)[len(entries):]:
+        ax.axis("off")
+    fig.suptitle(f"Accuracy matrices, Permuted MNIST 20 tasks, seed {MATRIX_SEED} (row: after learning task t; "
+                 "column: tested on task j; %)")
+    return fig
+
+
+FIGURES = {
+    "tradeoff": ("Stability against plasticity: BWT against FWT of every method of Table 1 (study main) and of the "
+                 "2025 research configs (study configs2025), mean ± sample std over seeds, with the published "
+                 "point of each Table 1 method (open marker).", tradeoff),
+    "measures": ("The nine importance measures side by side: AA and FR with the published mean ± std.", measures),
+    "hparams": ("FG-AdaHAT (ICU): AA over the α × b_L grid (study hparams), the published setting boxed.", hparams),
+    "accuracy_matrices": ("Accuracy matrices of every method of Table 1, seed 1 (tasks learned against tasks "
+                          "tested).", accuracy_matrices),
+}

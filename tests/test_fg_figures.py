@@ -1,0 +1,89 @@
+"""FG-AdaHAT figures (`fg_adahat/figures.py`) drawn from the hand-made records of `tests/fixtures/records/`
+(Finetuning seeds 1-3, HAT 1-2, both AdaHAT rows and FG-AdaHAT (IG) seed 1 of the main study, its seed 2 unfinished):
+what each figure shows, the published markers, and the missing-runs path."""
+
+import pytest
+from matplotlib.colors import to_rgba
+
+from common import figures as figures_lib
+from common.plots import plt
+from fg_adahat import figures, make_figures
+
+RECORDS = figures_lib.planner.ROOT / "tests" / "fixtures" / "records"
+
+
+@pytest.fixture
+def ctx(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_RECORDS", str(tmp_path / "empty_store"))  # only the fixture records count
+    return figures_lib.Context("fg_adahat", [1, 2, 3], overrides={"out_dir": str(RECORDS)})
+
+
+def draw(ctx, name):
+    ctx.figure = name
+    fig = figures.FIGURES[name][1](ctx)
+    return fig, [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+
+
+def open_markers(ax, marker):
+    return [line for line in ax.get_lines() if line.get_marker() == marker and line.get_markerfacecolor() == "none"
+            and len(line.get_xdata()) == 1]
+
+
+def test_tradeoff_shows_each_finished_method_and_every_published_point(ctx):
+    fig, (ax,) = draw(ctx, "tradeoff")
+    labels = ax.get_legend_handles_labels()[1]
+    assert [l for l in labels if "seeds)" in l] == ["Finetuning (3 seeds)", "HAT (2 seeds)", "AdaHAT (1 seeds)",
+                                                    "AdaHAT (2024 sparsity, α 5e-7) (1 seeds)",
+                                                    "FG-AdaHAT (IG) (1 seeds)"]  # seed 2 crashed (no done)
+    published = open_markers(ax, "o")
+    assert len(published) == 14  # every Table 1 row has a published Permuted MNIST point (both AdaHAT rows)
+    hat = [l for l in published if l.get_xdata()[0] == pytest.approx(-0.0) and l.get_ydata()[0] == -31.12]
+    assert len(hat) == 1  # HAT's published BWT, FWT
+    assert "BWT" in ax.get_xlabel() and "FWT" in ax.get_ylabel()
+    plt.close(fig)
+
+
+def test_measures_show_ours_where_run_and_published_for_all_nine(ctx):
+    fig, axes = draw(ctx, "measures")
+    ax_aa, ax_fr = axes
+    assert [t.get_text() for t in ax_aa.get_xticklabels()] == ["IG", "OG", "CU", "ICU", "AFI", "FA", "II", "GS", "DL"]
+    ours = [line for line in ax_aa.get_lines() if line.get_marker() == "o"]
+    assert len(ours) == 1 and ours[0].get_xdata()[0] == pytest.approx(-0.15)  # IG only
+    diamonds = [line for line in ax_aa.get_lines() if line.get_marker() == "D"]
+    assert len(diamonds) == 9 and diamonds[0].get_ydata()[0] == 84.05  # IG's published AA
+    assert "AA" in ax_aa.get_ylabel() and "FR" in ax_fr.get_ylabel()
+    plt.close(fig)
+
+
+def test_accuracy_matrices_draw_seed_1_of_each_finished_method(ctx):
+    fig, axes = draw(ctx, "accuracy_matrices")
+    titles = [ax.get_title() for ax in axes if ax.get_title()]
+    assert "Finetuning, seed 1" in titles and "FG-AdaHAT (IG), seed 1" in titles and "FG-AdaHAT (OG)" in titles
+    drawn = [ax for ax in axes if ax.get_title().endswith("seed 1")]
+    assert len(drawn) == 5 and all(ax.images for ax in drawn)
+    plt.close(fig)
+
+
+def test_hparams_without_runs_is_blank_with_the_published_setting_boxed(ctx):
+    fig, axes = draw(ctx, "hparams")
+    ax = axes[0]
+    data = ax.images[0].get_array()
+    assert data.mask.all()  # no run of the hparams study among the fixtures
+    (box,) = ax.patches
+    assert to_rgba(box.get_edgecolor()) == to_rgba("red")
+    y, x = box.get_xy()[1] + 0.5, box.get_xy()[0] + 0.5
+    assert ax.get_yticklabels()[round(y)].get_text() == "1.5e-07" and ax.get_xticklabels()[round(x)].get_text() == "5"
+    assert len(ctx.missing["hparams"]) == 60  # 20 settings x 3 seeds, all missing
+    plt.close(fig)
+
+
+def test_command_draws_every_figure_and_lists_missing_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPRO_RECORDS", str(tmp_path / "empty_store"))
+    out = tmp_path / "figs"
+    assert make_figures.main(["--out", str(out), "--seeds", "1-3", f"out_dir={RECORDS}"]) == 0
+    for name in figures.FIGURES:
+        assert (out / f"{name}.png").stat().st_size > 0 and (out / f"{name}.pdf").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "missing runs (" in printed and "python -m scripts.sweep --package fg_adahat --study hparams" in printed
+    readme = (out / "README.md").read_text()
+    assert "## tradeoff" in readme and "missing runs are made by:" in readme
