@@ -87,3 +87,22 @@ def test_command_draws_every_figure_and_lists_missing_runs(tmp_path, monkeypatch
     assert "missing runs (" in printed and "python -m scripts.sweep --package fg_adahat --study hparams" in printed
     readme = (out / "README.md").read_text()
     assert "## tradeoff" in readme and "missing runs are made by:" in readme
+
+
+def test_reproduce_figures_script_draws_every_paper(tmp_path):
+    """scripts/reproduce_figures.sh calls each paper's make_figures, with seeds 1-3 unless SEEDS says otherwise."""
+    import subprocess
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')
+    fake.chmod(0o755)
+    repo = figures_lib.planner.ROOT
+    for seeds, expected in ((None, "--seeds 1-3"), ("1-5", "--seeds 1-5"), ("", "")):
+        (tmp_path / "calls").unlink(missing_ok=True)
+        env = {"PATH": "/usr/bin:/bin", "PYTHON": str(fake), **({} if seeds is None else {"SEEDS": seeds})}
+        done = subprocess.run(["bash", "scripts/reproduce_figures.sh"], cwd=repo, env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        calls = (tmp_path / "calls").read_text().splitlines()
+        assert [c.split()[1] for c in calls] == ["adahat.make_figures", "fg_adahat.make_figures",
+                                                 "amnesiachat.make_figures"]
+        assert all(c.split(maxsplit=2)[2:] == ([expected] if expected else []) for c in calls)
