@@ -42,7 +42,7 @@ def _target_gradients(ctx, x: torch.Tensor, target: torch.Tensor) -> list[torch.
     with torch.enable_grad():
         logits, outputs = _layer_outputs(ctx, x)
         chosen = logits.gather(1, target[:, None]).squeeze(1)
-        return list(torch.autograd.grad(chosen, outputs, grad_outputs=torch.ones_like(chosen)))  # Captum: unbind
+        return list(torch.autograd.grad(chosen, outputs, grad_outputs=torch.ones_like(chosen)))  # = Captum's unbind
 
 
 def internal_influence_all(ctx, n_steps: int = II_STEPS) -> list[torch.Tensor]:
@@ -63,7 +63,7 @@ def internal_influence_all(ctx, n_steps: int = II_STEPS) -> list[torch.Tensor]:
 
 def _gradient_shap_draws(ctx, n_samples: int) -> list[torch.Tensor]:
     """The draws of L per-layer `LayerGradientShap` calls, in Captum's order per call: baseline indices (numpy),
-    noise of std 0 (torch), the points' coefficients (numpy). Returns each layer's noisy inputs' coefficients."""
+    noise of std 0 (torch), the points' coefficients (numpy). Returns each layer's coefficients."""
     batch, coefficients = len(ctx.y), []
     for _ in ctx.layers:
         np.random.choice(batch, n_samples * batch)
