@@ -8,7 +8,7 @@ from pathlib import Path
 from common.plots import (CAPACITY_FLOOR, capacity_points, colours, empty, legend_outside, mean_std, plt, read_csv,
                           task_boundaries)
 from common.studies import published_row, read_study, row_label, table_entries
-from common.tables import read_targets
+from common.tables import metric_values, read_targets
 
 HERE = Path(__file__).parent
 CAPACITY_SEED = 1
@@ -75,8 +75,7 @@ def alpha(ctx):
         xs, stats = [], []
         for entry in spec["methods"]:
             value = found.configs[(entry, "pmnist")]["alpha"]
-            values = [100 * r["metrics"][metric] for r in found.get(entry, "pmnist")
-                      if r["metrics"].get(metric) is not None]
+            values = metric_values(found.get(entry, "pmnist"), metric)
             ax.plot([value] * len(values), values, ".", color="0.6", markersize=3)
             if values:
                 xs.append(value)
@@ -102,7 +101,7 @@ def ablation(ctx):
     for i, (entry, colour) in enumerate(zip(spec["methods"], colours(len(spec["methods"])))):
         runs = found.get(entry, "pmnist")
         for k, metric in enumerate(metrics):
-            values = [100 * r["metrics"][metric] for r in runs if r["metrics"].get(metric) is not None]
+            values = metric_values(runs, metric)
             mean, std = mean_std(values)
             x = k + (i - (len(spec["methods"]) - 1) / 2) * width
             ax.bar(x, mean, width, yerr=std, color=colour, capsize=2,

@@ -7,16 +7,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from common.plots import colours, empty, heatmap, legend_outside, mean_std, plt
+from common.plots import colours, empty, heatmap, legend_outside, mean_std, panel_grid, plt
 from common.studies import read_study, row_label
+from common.tables import metric_values as values
 
 HERE = Path(__file__).parent
 BENCHMARK = "pmnist"
 TRAJECTORY_SEED = 1
-
-
-def values(runs: list[dict], key: str, scale: float = 100.0) -> list[float]:
-    return [scale * r["metrics"][key] for r in runs if r["metrics"].get(key) is not None]
 
 
 def trajectories(ctx):
@@ -25,10 +22,8 @@ def trajectories(ctx):
     spec = read_study(HERE, "main")
     entries = list(spec["methods"])
     found = ctx.runs("main", [BENCHMARK], seeds=[TRAJECTORY_SEED])
-    columns = 4
-    rows = math.ceil(len(entries) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(11, 2.6 * rows), layout="constrained", sharey=True)
-    for ax, entry in zip(axes.flat, entries):
+    fig, axes, panels = panel_grid(len(entries), 4, (2.75, 2.6), sharey=True)
+    for ax, entry in zip(panels, entries):
         ax.set_title(row_label(spec, entry))
         runs = found.get(entry, BENCHMARK)
         if not runs:
@@ -44,9 +39,7 @@ def trajectories(ctx):
         ax.set_ylim(0, 100)
     for ax in axes[:, 0]:
         ax.set_ylabel("test accuracy (%)")
-    for ax in list(axes.flat)[len(entries):]:
-        ax.axis("off")
-    legend_outside(next((ax for ax in axes.flat if ax.get_lines()), axes.flat[0]))
+    legend_outside(next((ax for ax in panels if ax.get_lines()), panels[0]))
     fig.suptitle(f"Continual unlearning, Permuted MNIST 5 tasks TIL, seed {TRAJECTORY_SEED}: accuracy of each task "
                  "through the sequence (dashed: unlearned tasks)")
     return fig

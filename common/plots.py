@@ -70,6 +70,17 @@ def empty(ax, text: str = "no finished run") -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="grey")
 
 
+def panel_grid(count: int, columns: int, panel: tuple[float, float], **kwargs):
+    """A figure of `count` panels in rows of `columns` (constrained layout), the unused panels hidden; returns the
+    figure, the 2-D array of axes and the list of the `count` panels in order."""
+    rows = math.ceil(count / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(panel[0] * columns, panel[1] * rows), layout="constrained",
+                             squeeze=False, **kwargs)
+    for ax in list(axes.flat)[count:]:
+        ax.axis("off")
+    return fig, axes, list(axes.flat)[:count]
+
+
 def heatmap(ax, values: list[list[float]], xlabels, ylabels, colour_label: str, fmt: str = ".1f",
             cmap: str = "viridis", vmin=None, vmax=None):
     """A heat map of a matrix (NaN cells blank), each cell annotated with its value; returns the colour bar."""

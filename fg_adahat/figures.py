@@ -5,26 +5,30 @@ Published values come from `fg_adahat/targets/` (the paper's Tables 1 and 2, Per
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 
-from common.plots import acc_matrix, colours, empty, heatmap, legend_outside, mean_std, plt
+from common import config as config_lib
+from common.plots import acc_matrix, colours, empty, heatmap, legend_outside, mean_std, panel_grid, plt
 from common.studies import published_row, read_study, row_label
-from common.tables import read_targets
+from common.tables import metric_values, read_targets
+from fg_adahat import METHODS
 
 HERE = Path(__file__).parent
 BENCHMARK = "pmnist"
 MATRIX_SEED = 1
 
 
+@lru_cache(maxsize=None)
+def targets(table: str) -> dict[str, dict[str, float]]:
+    """The paper's table `table` (`targets/<table>`), read once."""
+    return read_targets(HERE / "targets" / table)
+
+
 def published(metric: str, method: str | None) -> tuple[float, float]:
     """(mean, std) of the paper's Permuted MNIST `metric` for `method`; NaN where it has none."""
-    table = "table1.csv" if metric in ("aa", "fr") else "table2.csv"
-    row = read_targets(HERE / "targets" / table).get(method or "", {})
+    row = targets("table1.csv" if metric in ("aa", "fr") else "table2.csv").get(method or "", {})
     return row.get(f"{BENCHMARK}_{metric}_mean", math.nan), row.get(f"{BENCHMARK}_{metric}_std", math.nan)
-
-
-def metric_values(runs: list[dict], metric: str) -> list[float]:
-    return [100 * r["metrics"][metric] for r in runs if r["metrics"].get(metric) is not None]
 
 
 def tradeoff(ctx):
@@ -49,8 +53,8 @@ def tradeoff(ctx):
                 ax.errorbar(bwt, fwt, xerr=bwt_sd, yerr=fwt_sd, marker=marker, color=colour, capsize=2,
                             markersize=5, label=f"{row_label(spec, entry)} ({len(runs)} seeds)")
             if study == "main":
-                pub_bwt, pub_fwt = published("bwt", published_row(spec, entry))[0], published("fwt", published_row(
-                    spec, entry))[0]
+                method = published_row(spec, entry)
+                pub_bwt, pub_fwt = published("bwt", method)[0], published("fwt", method)[0]
                 if math.isfinite(pub_bwt) and math.isfinite(pub_fwt):
                     ax.plot(pub_bwt, pub_fwt, marker, mfc="none", color=colour, markersize=7)
                     if runs:
@@ -106,8 +110,6 @@ def hparams(ctx):
              for b in bls] for a in alphas]
     fig, ax = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
     heatmap(ax, grid, [f"{b:g}" for b in bls], [f"{a:g}" for a in alphas], "AA after 20 tasks (%)")
-    from common import config as config_lib
-    from fg_adahat import METHODS
     icu = config_lib.resolve({"method": "fgadahat_icu", "benchmark": BENCHMARK}, METHODS)
     setting = (icu["alpha"], icu["base_linear"])  # the published ICU setting (its YAML), as in Table 1
     if setting in cells:
@@ -126,10 +128,8 @@ def accuracy_matrices(ctx):
     spec = read_study(HERE, "main")
     entries = list(spec["methods"])
     found = ctx.runs("main", [BENCHMARK], seeds=[MATRIX_SEED])
-    columns = 4
-    rows = math.ceil(len(entries) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(12, 2.8 * rows), layout="constrained")
-    for ax, entry in zip(axes.flat, entries):
+    fig, _, panels = panel_grid(len(entries), 4, (3.0, 2.8))
+    for ax, entry in zip(panels, entries):
         runs = found.get(entry, BENCHMARK)
         if runs:
             acc_matrix(ax, runs[0]["acc"], f"{row_label(spec, entry)}, seed {MATRIX_SEED}")
@@ -138,8 +138,6 @@ def accuracy_matrices(ctx):
             ax.set_xticks([])
             ax.set_yticks([])
             empty(ax)
-    for ax in list(axes.flat)[len(entries):]:
-        ax.axis("off")
     fig.suptitle(f"Accuracy matrices, Permuted MNIST 20 tasks, seed {MATRIX_SEED} (row: after learning task t; "
                  "column: tested on task j; %)")
     return fig
