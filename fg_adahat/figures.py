@@ -21,7 +21,7 @@ MATRIX_SEED = 1
 
 @lru_cache(maxsize=None)
 def targets(table: str) -> dict[str, dict[str, float]]:
-    """The paper's table `table` (`targets/<table>`), read once."""
+    """The paper's table `table` (in `fg_adahat/targets/`), read once."""
     return read_targets(HERE / "targets" / table)
 
 
