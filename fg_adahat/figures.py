@@ -34,13 +34,15 @@ def published(metric: str, method: str | None) -> tuple[float, float]:
 def tradeoff(ctx):
     """Stability against plasticity: BWT (x) and FWT (y) of every method, mean ± sample std over seeds, with the
     published point of the same method (open marker, joined by a thin line); the 2025 research configs of IG, OG
-    and ICU (study configs2025) as triangles."""
+    and ICU (study configs2025) as triangles; the α path of IG, OG, CU and ICU (study alpha_path: a tenth, the
+    published and ten times the published α) as a dashed line through their means."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
     drawn, main = 0, read_study(HERE, "main")
     entry_colour = dict(zip(main["methods"], colours(len(main["methods"]))))
-    method_colour = {}  # a configs2025 entry takes the colour of the Table 1 row of its measure
+    method_colour = {}  # an entry of another study takes the colour of the Table 1 row of its measure
     for entry, colour in entry_colour.items():
         method_colour.setdefault(published_row(main, entry), colour)
+    points = {}  # (study, entry) -> (alpha, mean BWT, mean FWT) of every drawn entry
     for study, marker in (("main", "o"), ("configs2025", "^")):
         spec = read_study(HERE, study)
         found = ctx.runs(study, [BENCHMARK])
@@ -50,6 +52,7 @@ def tradeoff(ctx):
             (bwt, bwt_sd), (fwt, fwt_sd) = mean_std(metric_values(runs, "bwt")), mean_std(metric_values(runs, "fwt"))
             if runs:
                 drawn += 1
+                points[(study, entry)] = (found.configs[(entry, BENCHMARK)].get("alpha"), bwt, fwt)
                 ax.errorbar(bwt, fwt, xerr=bwt_sd, yerr=fwt_sd, marker=marker, color=colour, capsize=2,
                             markersize=5, label=f"{row_label(spec, entry)} ({len(runs)} seeds)")
             if study == "main":
@@ -59,6 +62,7 @@ def tradeoff(ctx):
                     ax.plot(pub_bwt, pub_fwt, marker, mfc="none", color=colour, markersize=7)
                     if runs:
                         ax.plot([bwt, pub_bwt], [fwt, pub_fwt], color=colour, linewidth=0.5, alpha=0.6)
+    drawn += alpha_paths(ctx, ax, main, points, method_colour)
     ax.plot([], [], "o", mfc="none", color="0.3", label="published (FG-AdaHAT paper)")
     ax.set_xlabel("BWT after 20 tasks (%; right: less forgetting)")
     ax.set_ylabel("FWT (%; up: more plasticity)")
@@ -68,6 +72,35 @@ def tradeoff(ctx):
     if not drawn:
         empty(ax)
     return fig
+
+
+def alpha_paths(ctx, ax, main: dict, points: dict, method_colour: dict) -> int:
+    """Draws, per measure, the dashed path of mean (BWT, FWT) through its α values (study alpha_path plus the main
+    study's run at the published α), smallest α first, the largest α's end marked "α max"; returns the number of
+    alpha_path entries drawn."""
+    spec = read_study(HERE, "alpha_path")
+    found = ctx.runs("alpha_path", [BENCHMARK])
+    paths: dict = {}  # measure (published row) -> [(alpha, bwt, fwt)]
+    drawn = 0
+    for entry in spec["methods"]:
+        runs = found.get(entry, BENCHMARK)
+        if runs:
+            alpha = found.configs[(entry, BENCHMARK)]["alpha"]
+            bwt, fwt = mean_std(metric_values(runs, "bwt"))[0], mean_std(metric_values(runs, "fwt"))[0]
+            paths.setdefault(published_row(spec, entry), []).append((alpha, bwt, fwt))
+            drawn += 1
+    for measure, path in paths.items():
+        path += [points[("main", e)] for e in main["methods"]
+                 if published_row(main, e) == measure and ("main", e) in points]
+        path.sort()
+        colour = method_colour.get(measure, "0.4")
+        ax.plot([b for _, b, _ in path], [f for _, _, f in path], "--", marker="x", color=colour, linewidth=0.8,
+                markersize=4)
+        ax.annotate("α max", (path[-1][1], path[-1][2]), fontsize=6, color=colour, xytext=(3, 3),
+                    textcoords="offset points")
+    if paths:
+        ax.plot([], [], "--", marker="x", color="0.3", label="α path: α/10, α, 10α, mean over seeds")
+    return drawn
 
 
 def measures(ctx):
@@ -146,7 +179,8 @@ def accuracy_matrices(ctx):
 FIGURES = {
     "tradeoff": ("Stability against plasticity: BWT against FWT of every method of Table 1 (study main) and of the "
                  "2025 research configs (study configs2025), mean ± sample std over seeds, with the published "
-                 "point of each Table 1 method (open marker).", tradeoff),
+                 "point of each Table 1 method (open marker), and the α path of IG, OG, CU and ICU (study "
+                 "alpha_path with the main study's run: α/10, α, 10α; dashed).", tradeoff),
     "measures": ("The nine importance measures side by side: AA and FR with the published mean ± std.", measures),
     "hparams": ("FG-AdaHAT (ICU): AA over the α × b_L grid (study hparams), the published setting boxed.", hparams),
     "accuracy_matrices": ("Accuracy matrices of every method of Table 1, seed 1 (tasks learned against tasks "

@@ -1,5 +1,6 @@
 """FG-AdaHAT figures (`fg_adahat/figures.py`) drawn from the hand-made records of `tests/fixtures/records/`
-(Finetuning seeds 1-3, HAT 1-2, both AdaHAT rows and FG-AdaHAT (IG) seed 1 of the main study, its seed 2 unfinished):
+(Finetuning seeds 1-3, HAT 1-2, both AdaHAT rows and FG-AdaHAT (IG) seed 1 of the main study, its seed 2 unfinished;
+IG at a tenth and ten times its α, seed 1, of the alpha_path study):
 what each figure shows, the published markers, and the missing-runs path."""
 
 import pytest
@@ -40,6 +41,21 @@ def test_tradeoff_shows_each_finished_method_and_every_published_point(ctx):
     hat = [l for l in published if l.get_xdata()[0] == pytest.approx(-0.0) and l.get_ydata()[0] == -31.12]
     assert len(hat) == 1  # HAT's published BWT, FWT
     assert "BWT" in ax.get_xlabel() and "FWT" in ax.get_ylabel()
+    plt.close(fig)
+
+
+def test_tradeoff_draws_the_alpha_path_through_the_main_run_smallest_alpha_first(ctx):
+    fig, (ax,) = draw(ctx, "tradeoff")
+    (path,) = [line for line in ax.get_lines() if line.get_linestyle() == "--" and len(line.get_xdata()) > 0]
+    # α 1.5e-8 (alpha_path), 1.5e-7 (main study's IG), 1.5e-6 (alpha_path): BWT and FWT x100 of the fixtures
+    assert list(path.get_xdata()) == pytest.approx([-2.0, -7.7, -18.0])
+    assert list(path.get_ydata()) == pytest.approx([-15.0, -5.55, -1.0])
+    handles, labels = ax.get_legend_handles_labels()
+    ig = handles[labels.index("FG-AdaHAT (IG) (1 seeds)")]
+    assert to_rgba(path.get_color()) == to_rgba(ig[0].get_color())  # the colour of the measure's Table 1 row
+    (end,) = [t for t in ax.texts if t.get_text() == "α max"]
+    assert end.xy == pytest.approx((-18.0, -1.0))
+    assert any(l.startswith("α path") for l in ax.get_legend_handles_labels()[1])
     plt.close(fig)
 
 
