@@ -330,3 +330,17 @@ def test_amnesiachat_tables_show_every_study_entry_in_its_order(tmp_path):
     rows = md_rows(tmp_path / "out" / "pruning.md")
     assert list(rows) == ["AmnesiacHAT", "amnesiachat_prune50", "AmnesiacHAT, stored updates pruned 90%",
                           "AmnesiacHAT (HAT)"]
+
+
+def test_amnesiachat_columns_by_label_or_slug_and_a_header_that_can_be_pasted(tmp_path, capsys):
+    from amnesiachat import make_tables as amnesiachat_tables
+
+    out = tmp_path / "out"
+    assert amnesiachat_tables.main(["--parts", "main", "--seeds", "1", "--columns", "pmnist-5-dil,PMNIST-20 TIL",
+                                    "--out", str(out), f"out_dir={tmp_path / 'none'}"]) == 0
+    text = (out / "main.md").read_text()
+    assert "| method | PMNIST-5 DIL | PMNIST-20 TIL |" in text
+    assert "--columns 'pmnist-5-dil,PMNIST-20 TIL'" in text.splitlines()[0]  # quoted: the header is a command
+    with pytest.raises(SystemExit):
+        amnesiachat_tables.main(["--parts", "main", "--columns", "pmnist-7-til", "--out", str(out)])
+    assert "unknown column(s) pmnist-7-til" in capsys.readouterr().err
