@@ -21,8 +21,11 @@ class CLPUDERpp(DERpp):
     * A task that is unlearnable at its own start (age > 0 in `unlearning_state`) is temporary: it gets a temporary
       backbone (a copy of the main backbone, or of the initial weights theta_0 with `temporary_init: from_scratch`),
       trained with plain cross-entropy (no replay), used for that task's training and testing; its buffer entries
-      store that backbone's logits. The main backbone never sees a temporary task's data.
-    * Permanent tasks train on the main backbone with DER++, replaying the permanent, not unlearned earlier tasks.
+      store that backbone's logits.
+    * Permanent tasks train on the main backbone with DER++, replaying every earlier task still in the buffer,
+      temporary ones included, through the main backbone (`replay_temporary: true`, the AmnesiacHAT paper's code);
+      with `replay_temporary: false` only the permanent, not unlearned ones, so that the main backbone never sees a
+      temporary task's data (CLPU's design).
     * At the start of a task, the temporary backbone of every task that has just become permanent is merged into the
       main backbone: a fresh Adam over the main backbone and the heads, `merge_num_steps` steps, each on
       `merge_batch_size` buffer examples of the merged task (alpha * MSE to the stored logits + beta * CE) plus the
@@ -45,8 +48,12 @@ class CLPUDERpp(DERpp):
                                        "x batches per epoch of the current task)", ge=0),
         "merge_batch_size": Hparam(200, "buffer examples of the merged task per merge step", ge=1),
         "refill_freed_slots": REFILL_FREED_SLOTS,
+        "replay_temporary": Hparam(True, "while a permanent task trains, also replay the buffer examples of temporary "
+                                         "tasks through the main backbone (true: the AmnesiacHAT paper's code; "
+                                         "false: only permanent tasks, CLPU's design)"),
     }
-    unlearning_keys = ("temporary_init", "merge_num_steps", "merge_batch_size", "refill_freed_slots")
+    unlearning_keys = ("temporary_init", "merge_num_steps", "merge_batch_size", "refill_freed_slots",
+                       "replay_temporary")
 
     def __init__(self, cfg, classes_per_task, input_shape):
         super().__init__(cfg, classes_per_task, input_shape)
@@ -67,8 +74,9 @@ class CLPUDERpp(DERpp):
         return self.heads(self.backbone_of(task_id)(x), task_id)
 
     def replay_task_ids(self) -> list[int]:
-        """Earlier tasks that are permanent and not unlearned."""
-        return [t for t in super().replay_task_ids() if not self.is_temporary(t) and t not in self.unlearned]
+        """Earlier tasks not unlearned; with `replay_temporary: false` only the permanent ones."""
+        return [t for t in super().replay_task_ids() if t not in self.unlearned
+                and (self.cfg["replay_temporary"] or not self.is_temporary(t))]
 
     # ----- task boundaries ----------------------------------------------------------------------------------------
     def begin_task(self, task) -> None:
