@@ -77,6 +77,10 @@ ENGINE_KEYS: dict[str, Hparam] = {
                                       "'after:ids' pairs such as '2:1,4:2,5:5'"),
     "unlearnable_age": Hparam(4, "a task can be unlearned while (current task - task) < this age", ge=1),
     "unlearnable_ages": Hparam("", "per-task ages overriding unlearnable_age, e.g. '3:0,4:0' (CLPU-DER++)"),
+    "task_seeding": Hparam("per_task", "unlearning runs and their references: reseed torch from (seed, task) at "
+                                       "every task's start, so a task draws the same numbers in the run and both "
+                                       "references (per_task), or seed once at the run start as the AmnesiacHAT "
+                                       "paper's code does (per_run)", choices=("per_task", "per_run")),
     "cul_reference": Hparam("", "set by the runner for the unlearning references: retrain (never-unlearned tasks "
                                 "only) or original (all tasks), both without unlearning",
                             choices=("", "retrain", "original")),
