@@ -59,7 +59,7 @@ def test_missing_runs_are_reported_and_the_table_written(tmp_path, monkeypatch):
     bundle_run(tmp_path / "amnesiachat" / "seed2", dd=False)      # crashed before the full evaluation
     ours = {"aa_remaining": 0.9, "dd": 0.5, "ag": -0.04, "ag_from_acc": -0.04, "unlearned_acc": 0.1,
             "seconds": 100.0, "unlearned": [1, 2, 5], "dd_per_task": {1: 0.5}, "commit": "abcdef0123"}
-    monkeypatch.setattr(ca, "our_values", lambda method, seed: dict(ours) if seed == 1 else None)
+    monkeypatch.setattr(ca, "our_values", lambda method, seed, study: dict(ours) if seed == 1 else None)
     out = tmp_path / "table"
     assert ca.main(["--bundle_out", str(tmp_path / "{method}" / "seed{seed}"), "--methods", "amnesiachat",
                     "--seeds", "1-2", "--out", str(out)]) == 0

@@ -3,10 +3,12 @@ methods and seeds on Permuted MNIST, 5 tasks, TIL: AA on the remaining tasks, DD
 unlearned tasks, per seed and as mean ± sample std over seeds.
 
     python -m scripts.clarena_check.compare_amnesiac --bundle_out '/work/bundle_out/{method}/seed{seed}' \
-        [--methods amnesiachat,...] [--seeds 1-3] [--out results/amnesiachat/reference_check] [--no_archive]
+        [--methods amnesiachat,...] [--seeds 1-3] [--study main] [--out results/amnesiachat/reference_check]
+        [--no_archive]
 
 `--bundle_out` is the `--out` of the driver, `{method}` (our name) and `{seed}` standing for each run. Our runs are
-the `main` study's records (`runs/`, else `results/records/`). Writes `<out>/reference_check.md` and two CSV files
+the records of `--study` (`main`; `seeding`: the same runs seeded once per run, as the bundle does) on
+Permuted MNIST 5 tasks (`runs/`, else `results/records/`). Writes `<out>/reference_check.md` and two CSV files
 (`summary.csv`, `seeds.csv`), and copies the small result files of every bundle run it read to
 `<out>/bundle_runs/<method>/seed<k>/` in the driver's layout, so that `--bundle_out
 '<out>/bundle_runs/{method}/seed{seed}'` remakes the table without the outputs (`--no_archive` skips the copy).
@@ -100,11 +102,11 @@ def bundle_values(folder: Path) -> dict:
     }
 
 
-def our_values(method: str, seed: int) -> dict | None:
-    """Our record of (method, seed) in the `main` study on Permuted MNIST (5 tasks); None if it has not finished."""
+def our_values(method: str, seed: int, study: str = "main") -> dict | None:
+    """Our record of (method, seed) in `study` on Permuted MNIST (5 tasks); None if it has not finished."""
     from amnesiachat import METHODS as REGISTRY  # the registry imports the methods: only when a record is read
     from common.tables import find_run
-    folder = find_run(ROOT / "amnesiachat", "main", method, "pmnist", seed, REGISTRY)
+    folder = find_run(ROOT / "amnesiachat", study, method, "pmnist", seed, REGISTRY)
     if not records.is_done(folder):
         return None
     rec = records.read_record(folder)
@@ -153,7 +155,7 @@ def collect(args, methods: list[str], seeds: list[int]) -> tuple[dict, list[str]
                 missing.append(f"bundle run {method} seed {seed}: {why}")
             if theirs and not args.no_archive:
                 archive(folder, Path(args.out) / "bundle_runs" / method / f"seed{seed}")
-            ours = our_values(method, seed)
+            ours = our_values(method, seed, args.study)
             if ours is None:
                 missing.append(f"our run {method} seed {seed} has not finished")
             runs[(method, seed)] = {"bundle": theirs, "ours": ours,
@@ -205,7 +207,8 @@ NOTES = [
     "bundle: the AmnesiacHAT paper's code (`clarena` 1.1.0 of the published bundle) run by "
     "`scripts/clarena_check/run_bundle_amnesiac.py` with its index files `configs/index/amnesiachat_paper/"
     "<method>_pmnist_5tasks.yaml` (pipeline `CUL_FULL_EXPR`: unlearning run, retrain and original references, "
-    "full evaluation); ours: this repository's `main` study records",
+    "full evaluation); ours: this repository's records of the study named in the command (`main`: "
+    "`task_seeding: per_task`; `seeding`: `per_run`, as the bundle)",
     "AA remaining and the unlearned tasks' accuracy: final row of each side's accuracy matrix averaged over the "
     "remaining (never-unlearned) / unlearned tasks with our metric code; the bundle's accuracies are means of "
     "per-batch accuracies (79 test batches, the last of 16 samples), ours per sample",
@@ -217,7 +220,9 @@ NOTES = [
     "retrain references: both sides train the tasks never requested for unlearning (3, 4) with the same method, "
     "but the bundle seeds once per stage (`clarena/pipelines/cl_main_expr.py` 381, 387), so its retrain draws other "
     "batches and initial states than the main run, while ours seeds every task by (seed, task) "
-    "(`common/engine.py` 137): hence our Independent's DD is exactly 0 and the bundle's is not",
+    "(`task_seeding: per_task`, `common/engine.py`): hence our Independent's DD is exactly 0 and the bundle's is "
+    "not; `task_seeding: per_run` (study `seeding`) seeds once per run as the bundle does "
+    "(`docs/fidelity.md#task_seeding`)",
     "AG, bundle: its own `ag.csv`: unweighted mean over test batches of the per-batch accuracy difference main - "
     "original from the saved models, averaged over the remaining tasks; `AG from acc.csv`: our formula on its "
     "accuracy matrices (main and original, final rows), the like-for-like column (ours: our AG, which is computed "
@@ -228,8 +233,9 @@ NOTES = [
     "CLPU-DER++: while a permanent task trains, the bundle replays the buffer examples of every earlier task, "
     "temporary ones included (`clarena/cl_algorithms/clpu_derpp.py` 355-358, `clarena/cl_algorithms/der.py` "
     "240-250), so its main backbone and the heads learn task 2 before task 2 is unlearned and it stays accurate "
-    "through the main backbone; ours replays only the permanent, not unlearned tasks (`amnesiachat/clpu_derpp.py` "
-    "69-71)",
+    "through the main backbone; ours does the same since commit 11beb44 (`replay_temporary: true`, "
+    "`docs/fidelity.md#replay_temporary`); our runs trained before it replay only the permanent, not unlearned "
+    "tasks",
     "mean ± sample std over seeds; (n=k): number of seeds in the cell",
     "wall s: bundle, its four stages together (`timing.json`: unlearning run, retrain, original, evaluation); ours, "
     "the unlearning run only (its references are runs of their own); one thread each, on a shared machine",
@@ -267,6 +273,7 @@ def main(argv=None) -> int:
     parser.add_argument("--bundle_out", required=True, help="a bundle run's folder, with {method} and {seed}")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seeds", default="1-3")
+    parser.add_argument("--study", default="main", help="our study: main (per-task seeds) or seeding (per run)")
     parser.add_argument("--out", default="results/amnesiachat/reference_check")
     parser.add_argument("--no_archive", action="store_true", help="do not copy the bundle's result files")
     args = parser.parse_args(argv)
