@@ -256,13 +256,29 @@ def read_config(folder: Path) -> dict:
     return cfg
 
 
+def unlearning_only_keys(cfg: dict) -> frozenset:
+    """The method's settings that act only when unlearning (its `unlearning_keys`) if `cfg` is an unlearning
+    reference, which never unlearns; empty otherwise."""
+    if not cfg.get("cul_reference") or not cfg.get("package"):
+        return frozenset()
+    from common import planner
+
+    method_cls = planner.package_methods(cfg["package"]).get(cfg.get("method"))
+    return frozenset(getattr(method_cls, "unlearning_keys", ()))
+
+
 def check_same_config(folder: Path, cfg: dict) -> None:
-    """A finished run may be reused only if it was made with the same configuration."""
+    """A finished run may be reused only if it was made with the same configuration. A setting added after the run
+    is fine at its default if it is an engine key, and at any value if the run is an unlearning reference and the
+    setting acts only when unlearning."""
     old = read_config(folder)
+    inert = unlearning_only_keys(cfg)
 
     def differs(key) -> bool:
         if key not in old and key in config_lib.ENGINE_KEYS:  # a setting added after the run: fine at its default
             return cfg.get(key) != config_lib.ENGINE_KEYS[key][0]
+        if key not in old and key in inert:
+            return False
         return old.get(key) != cfg.get(key)
 
     diff = sorted(k for k in set(old) | set(cfg) if config_lib.is_distinct(k) and differs(k))

@@ -338,3 +338,16 @@ def test_amnesiachat_on_resnet18_routes_backups_and_unlearns(tmp_path, one_threa
     metrics = records.read_record(runner.run(cfg, METHODS))["metrics"]
     assert metrics["unlearned"] == [2] and 0.0 <= metrics["dd"] <= 1.0
     assert metrics["backup_states_mb"] > 0  # backups of task 1 and 2 were trained and saved
+
+
+def test_a_reference_made_before_an_unlearning_only_setting_existed_is_reused(tmp_path):
+    cfg = runner.unlearning_reference_config(make_cfg("clpu_derpp", tmp_path), "retrain", METHODS)
+    folder = tmp_path / "ref"
+    folder.mkdir()
+    old = {k: v for k, v in cfg.items() if k != "replay_temporary"}  # written before the key existed
+    (folder / "config.yaml").write_text(config.dump(old))
+    records.check_same_config(folder, cfg)  # the reference never unlearns: the key cannot have changed it
+    main = make_cfg("clpu_derpp", tmp_path)
+    (folder / "config.yaml").write_text(config.dump({k: v for k, v in main.items() if k != "replay_temporary"}))
+    with pytest.raises(records.RecordError, match="replay_temporary"):
+        records.check_same_config(folder, main)  # a main run does unlearn: it must be retrained
