@@ -11,7 +11,7 @@ import pytest
 
 from adahat import METHODS as ADAHAT
 from amnesiachat import METHODS as AMNESIAC
-from common import config, planner, records
+from common import config, planner, record_migration, records
 from common.runner import apply_study
 from fg_adahat import METHODS as FG
 from scripts import sweep
@@ -98,7 +98,7 @@ def test_migration_moves_every_record_to_its_package(tmp_path):
     assert done.returncode == 0 and "5 records to move" in done.stdout, done.stdout + done.stderr
     assert all(f.exists() for f in old.values())
 
-    moves = dict(records.migrate(out, echo=lambda *_: None))
+    moves = dict(record_migration.migrate(out, echo=lambda *_: None))
     assert moves[old["ada_ft"]] == [records.run_folder(ada_ft)]
     assert ada_ft["package"] == "adahat" and records.is_done(records.run_folder(ada_ft))
     assert (records.run_folder(ada_ft).parent / "seed1.out").read_text() == "log"
@@ -111,7 +111,7 @@ def test_migration_moves_every_record_to_its_package(tmp_path):
     assert records.is_done(shared_ref)  # references stay where they were
     for cfg in (ada_ft, hat, quick_ft, ref):  # each moved record is what the current code looks for
         records.check_same_config(records.run_folder(cfg), cfg)
-    assert records.migrate(out, echo=lambda *_: None) == []  # a second migration has nothing to do
+    assert record_migration.migrate(out, echo=lambda *_: None) == []  # a second migration has nothing to do
 
 
 # ----- corrupt records in a table script -----------------------------------------------------------------------------
