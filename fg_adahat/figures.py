@@ -42,7 +42,7 @@ def tradeoff(ctx):
     method_colour = {}  # an entry of another study takes the colour of the Table 1 row of its measure
     for entry, colour in entry_colour.items():
         method_colour.setdefault(published_row(main, entry), colour)
-    points = {}  # (study, entry) -> (alpha, mean BWT, mean FWT) of every drawn entry
+    main_points = {}  # entry of the main study -> (alpha, mean BWT, mean FWT), for the α paths
     for study, marker in (("main", "o"), ("configs2025", "^")):
         spec = read_study(HERE, study)
         found = ctx.runs(study, [BENCHMARK])
@@ -52,7 +52,8 @@ def tradeoff(ctx):
             (bwt, bwt_sd), (fwt, fwt_sd) = mean_std(metric_values(runs, "bwt")), mean_std(metric_values(runs, "fwt"))
             if runs:
                 drawn += 1
-                points[(study, entry)] = (found.configs[(entry, BENCHMARK)].get("alpha"), bwt, fwt)
+                if study == "main":
+                    main_points[entry] = (found.configs[(entry, BENCHMARK)].get("alpha"), bwt, fwt)
                 ax.errorbar(bwt, fwt, xerr=bwt_sd, yerr=fwt_sd, marker=marker, color=colour, capsize=2,
                             markersize=5, label=f"{row_label(spec, entry)} ({len(runs)} seeds)")
             if study == "main":
@@ -62,7 +63,7 @@ def tradeoff(ctx):
                     ax.plot(pub_bwt, pub_fwt, marker, mfc="none", color=colour, markersize=7)
                     if runs:
                         ax.plot([bwt, pub_bwt], [fwt, pub_fwt], color=colour, linewidth=0.5, alpha=0.6)
-    drawn += alpha_paths(ctx, ax, main, points, method_colour)
+    drawn += alpha_paths(ctx, ax, main, main_points, method_colour)
     ax.plot([], [], "o", mfc="none", color="0.3", label="published (FG-AdaHAT paper)")
     ax.set_xlabel("BWT after 20 tasks (%; right: less forgetting)")
     ax.set_ylabel("FWT (%; up: more plasticity)")
@@ -74,7 +75,7 @@ def tradeoff(ctx):
     return fig
 
 
-def alpha_paths(ctx, ax, main: dict, points: dict, method_colour: dict) -> int:
+def alpha_paths(ctx, ax, main: dict, main_points: dict, method_colour: dict) -> int:
     """Draws, per measure, the dashed path of mean (BWT, FWT) through its α values (study alpha_path plus the main
     study's run at the published α), smallest α first, the largest α's end marked "α max"; returns the number of
     alpha_path entries drawn."""
@@ -90,8 +91,7 @@ def alpha_paths(ctx, ax, main: dict, points: dict, method_colour: dict) -> int:
             paths.setdefault(published_row(spec, entry), []).append((alpha, bwt, fwt))
             drawn += 1
     for measure, path in paths.items():
-        path += [points[("main", e)] for e in main["methods"]
-                 if published_row(main, e) == measure and ("main", e) in points]
+        path += [main_points[e] for e in main["methods"] if published_row(main, e) == measure and e in main_points]
         path.sort()
         colour = method_colour.get(measure, "0.4")
         ax.plot([b for _, b, _ in path], [f for _, _, f in path], "--", marker="x", color=colour, linewidth=0.8,
