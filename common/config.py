@@ -81,6 +81,10 @@ ENGINE_KEYS: dict[str, Hparam] = {
                                        "every task's start, so a task draws the same numbers in the run and both "
                                        "references (per_task), or seed once at the run start as the AmnesiacHAT "
                                        "paper's code does (per_run)", choices=("per_task", "per_run")),
+    "head_init": Hparam("upfront", "unlearning runs and their references, task-incremental heads: drawn with the "
+                                   "network at the run start (upfront), or redrawn from the current random state "
+                                   "right before their task trains, as the AmnesiacHAT paper's code creates a head "
+                                   "when its task arrives (on_arrival)", choices=("upfront", "on_arrival")),
     "cul_reference": Hparam("", "set by the runner for the unlearning references: retrain (never-unlearned tasks "
                                 "only) or original (all tasks), both without unlearning",
                             choices=("", "retrain", "original")),

@@ -136,6 +136,8 @@ def run_continual_unlearning(algo: Algorithm, tasks: list[Task], cfg: dict, reco
             continue
         if cfg["task_seeding"] == "per_task":  # per_run: only the run start's seed (docs/fidelity.md#task_seeding)
             torch.manual_seed(task_seed(cfg["seed"], task.id))
+        if cfg["head_init"] == "on_arrival" and cfg["setting"] == "til":  # docs/fidelity.md#head_init
+            algo.heads.head(task.id).reset_parameters()
         state = protocol.state(task.id, set(unlearned), enabled)
         algo.set_unlearning_state(state)
         start = time.perf_counter()

@@ -351,3 +351,32 @@ def test_a_reference_made_before_an_unlearning_only_setting_existed_is_reused(tm
     (folder / "config.yaml").write_text(config.dump({k: v for k, v in main.items() if k != "replay_temporary"}))
     with pytest.raises(records.RecordError, match="replay_temporary"):
         records.check_same_config(folder, main)  # a main run does unlearn: it must be retrained
+
+
+class _Record:
+    """The two calls of a run record that the engine's task loop makes."""
+
+    def log(self, _message):
+        pass
+
+    def add_task(self, *_args):
+        pass
+
+
+@pytest.mark.parametrize("head_init", ["upfront", "on_arrival"])
+def test_head_init_redraws_a_task_head_only_on_arrival(tmp_path, tasks, one_thread, head_init):
+    cfg, algo = build("independent", tmp_path, tasks, head_init=head_init, task_seeding="per_run")
+    built = [copy.deepcopy(algo.heads.head(t).state_dict()) for t in range(1, 6)]
+    at_start = {}
+    begin = algo.begin_task
+
+    def spy(task):  # the head of the task as it is when the task starts training
+        at_start[task.id] = copy.deepcopy(algo.heads.head(task.id).state_dict())
+        begin(task)
+
+    algo.begin_task = spy
+    engine.run_continual_unlearning(algo, tasks[:3], cfg, _Record(), UnlearningProtocol.from_config(cfg))
+    for t in (1, 2, 3):
+        same = all(torch.equal(built[t - 1][k], at_start[t][k]) for k in built[t - 1])
+        assert same == (head_init == "upfront"), t
+    assert all(torch.equal(built[4][k], algo.heads.head(5).state_dict()[k]) for k in built[4])  # not arrived yet

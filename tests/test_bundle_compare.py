@@ -69,6 +69,17 @@ def test_missing_runs_are_reported_and_the_table_written(tmp_path, monkeypatch):
     assert ("| AmnesiacHAT | 85.00 (n=1) | 90.00 (n=1) | 0.3000 (n=1) | 0.5000 (n=1) | -5.00 (n=1) | -4.00 (n=1) | "
             "-5.00 (n=1) | -4.00 (n=1) |") in text
     assert "python run_bundle_amnesiac.py --seed 1" in text
+    assert "| AmnesiacHAT | DD | — | — | fewer than two seeds on a side |" in text
     assert (out / "bundle_runs" / "amnesiachat" / "seed1" / "results" / "dd.csv").read_text() == DD
     assert not (out / "bundle_runs" / "amnesiachat" / "seed2").exists()
     assert "aa_remaining,bundle,1," in (out / "summary.csv").read_text()
+
+
+def test_agreement_against_the_combined_seed_spread():
+    # bundle 1, 2, 3: mean 2, sd 1; ours 3, 5, 7: mean 5, sd 2; spread sqrt(1 + 4) = 2.236
+    judged = ca.agreement([1.0, 2.0, 3.0], [3.0, 5.0, 7.0])
+    assert judged["delta"] == pytest.approx(3.0)
+    assert judged["spread"] == pytest.approx(5 ** 0.5)
+    assert judged["verdict"] == "beyond"
+    assert ca.agreement([1.0, 2.0, 3.0], [2.0, 4.0, 6.0])["verdict"] == "within"   # delta 2 <= 2.236
+    assert ca.agreement([1.0], [2.0, 4.0]) is None                                  # no spread from one seed

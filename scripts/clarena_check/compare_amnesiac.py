@@ -7,7 +7,8 @@ unlearned tasks, per seed and as mean ± sample std over seeds.
         [--no_archive]
 
 `--bundle_out` is the `--out` of the driver, `{method}` (our name) and `{seed}` standing for each run. Our runs are
-the records of `--study` (`main`; `seeding`: the same runs seeded once per run, as the bundle does) on
+the records of `--study` (`main`; `seeding`: the same runs seeded once per run and with each head drawn when its
+task arrives, as the bundle does) on
 Permuted MNIST 5 tasks (`runs/`, else `results/records/`). Writes `<out>/reference_check.md` and two CSV files
 (`summary.csv`, `seeds.csv`), and copies the small result files of every bundle run it read to
 `<out>/bundle_runs/<method>/seed<k>/` in the driver's layout, so that `--bundle_out
@@ -49,6 +50,8 @@ METRICS = {"aa_remaining": ("AA remaining (%)", 100.0, ".2f"), "dd": ("DD", 1.0,
            "ag": ("AG (%)", 100.0, ".2f"), "ag_from_acc": ("AG from acc.csv (%)", 100.0, ".2f"),
            "unlearned_acc": ("acc. unlearned tasks (%)", 100.0, ".2f")}
 SIDES = ("bundle", "ours")
+# the metrics whose agreement between the two codes the check judges
+JUDGED = ("aa_remaining", "dd")
 # files of a bundle run that the table reads (copied by the archive)
 BUNDLE_FILES = ("results/acc.csv", "results/dd.csv", "results/ag.csv", "reforiginal/results/acc.csv",
                 "refretrain/results/acc.csv", ".hydra/config.yaml", ".hydra/overrides.yaml", "timing.json",
@@ -182,6 +185,36 @@ def summary_lines(runs: dict, methods: list[str], seeds: list[int]) -> tuple[lis
     return lines, rows
 
 
+def agreement(bundle: list[float], ours: list[float]) -> dict | None:
+    """Difference of the two codes' means, delta = mean(ours) - mean(bundle), against their combined seed spread
+    sqrt(sd_bundle^2 + sd_ours^2) (sample std over each code's seeds, i.e. the spread of the difference of two
+    single runs): "within" when |delta| <= spread, else "beyond". None when a side has fewer than two seeds."""
+    if len(bundle) < 2 or len(ours) < 2:
+        return None
+    delta = statistics.fmean(ours) - statistics.fmean(bundle)
+    spread = (statistics.stdev(bundle) ** 2 + statistics.stdev(ours) ** 2) ** 0.5
+    return {"delta": delta, "spread": spread, "verdict": "within" if abs(delta) <= spread else "beyond"}
+
+
+def agreement_lines(runs: dict, methods: list[str], seeds: list[int]) -> list[str]:
+    """Markdown lines of the agreement table: per method and judged metric, delta, spread and verdict."""
+    head = ["method", "metric", "ours - bundle", "combined seed spread", "verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for method in methods:
+        for metric in JUDGED:
+            title, scale, fmt = METRICS[metric]
+            values = {side: [runs[(method, s)][side][metric] for s in seeds if runs[(method, s)][side]]
+                      for side in SIDES}
+            judged = agreement(values["bundle"], values["ours"])
+            if judged is None:
+                cells = ["—", "—", "fewer than two seeds on a side"]
+            else:
+                cells = [format(scale * judged["delta"], "+" + fmt), format(scale * judged["spread"], fmt),
+                         judged["verdict"]]
+            lines.append(f"| {LABELS[method]} | {title} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def seed_lines(runs: dict, methods: list[str], seeds: list[int]) -> tuple[list[str], list[dict]]:
     """One row per method, seed and side (markdown lines) and its CSV rows."""
     head = [METRICS[m][0] for m in METRICS] + ["DD per unlearned task", "wall s"]
@@ -208,7 +241,7 @@ NOTES = [
     "`scripts/clarena_check/run_bundle_amnesiac.py` with its index files `configs/index/amnesiachat_paper/"
     "<method>_pmnist_5tasks.yaml` (pipeline `CUL_FULL_EXPR`: unlearning run, retrain and original references, "
     "full evaluation); ours: this repository's records of the study named in the command (`main`: "
-    "`task_seeding: per_task`; `seeding`: `per_run`, as the bundle)",
+    "`task_seeding: per_task`; `seeding`: `task_seeding: per_run` and `head_init: on_arrival`, as the bundle)",
     "AA remaining and the unlearned tasks' accuracy: final row of each side's accuracy matrix averaged over the "
     "remaining (never-unlearned) / unlearned tasks with our metric code; the bundle's accuracies are means of "
     "per-batch accuracies (79 test batches, the last of 16 samples), ours per sample",
@@ -223,6 +256,10 @@ NOTES = [
     "(`task_seeding: per_task`, `common/engine.py`): hence our Independent's DD is exactly 0 and the bundle's is "
     "not; `task_seeding: per_run` (study `seeding`) seeds once per run as the bundle does "
     "(`docs/fidelity.md#task_seeding`)",
+    "heads: the bundle creates a task's head when the task arrives (`clarena/heads/heads_til.py` 37-47), from the "
+    "random state of that moment, so under once-per-run seeding its retrain reference starts tasks 3 and 4 from "
+    "other heads than the unlearning run; ours builds every head with the network (`head_init: upfront`); "
+    "`head_init: on_arrival` (study `seeding`) draws them as the bundle does (`docs/fidelity.md#head_init`)",
     "AG, bundle: its own `ag.csv`: unweighted mean over test batches of the per-batch accuracy difference main - "
     "original from the saved models, averaged over the remaining tasks; `AG from acc.csv`: our formula on its "
     "accuracy matrices (main and original, final rows), the like-for-like column (ours: our AG, which is computed "
@@ -253,7 +290,11 @@ def write(out: Path, runs: dict, methods: list[str], seeds: list[int], missing: 
     notes = NOTES + ([f"our runs trained at commit(s) {', '.join(shown)}"] if shown else [])
     text = [f"Generated by `{command}` at commit {git_commit()}.", "",
             "## AmnesiacHAT reference check: the paper's code next to this repository, PMNIST-5 TIL", "",
-            *summary, "", *[f"- {n}" for n in notes], ""]
+            *summary, "", *[f"- {n}" for n in notes], "",
+            "### Agreement", "",
+            "Each code's mean over seeds, ours minus the bundle's, against the two codes' combined seed spread "
+            "sqrt(sd_bundle² + sd_ours²): within when the difference is at most the spread.", "",
+            *agreement_lines(runs, methods, seeds), ""]
     if missing:
         text += ["Missing or unusable runs:", "", *[f"- {m}" for m in missing], ""]
     text += ["### Per seed", "", *per_seed, ""]
@@ -272,7 +313,8 @@ def main(argv=None) -> int:
     parser.add_argument("--bundle_out", required=True, help="a bundle run's folder, with {method} and {seed}")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seeds", default="1-3")
-    parser.add_argument("--study", default="main", help="our study: main (per-task seeds) or seeding (per run)")
+    parser.add_argument("--study", default="main",
+                        help="our study: main (per-task seeds) or seeding (the bundle's seeding and heads)")
     parser.add_argument("--out", default="results/amnesiachat/reference_check")
     parser.add_argument("--no_archive", action="store_true", help="do not copy the bundle's result files")
     args = parser.parse_args(argv)
