@@ -69,7 +69,7 @@ def test_missing_runs_are_reported_and_the_table_written(tmp_path, monkeypatch):
     assert ("| AmnesiacHAT | 85.00 (n=1) | 90.00 (n=1) | 0.3000 (n=1) | 0.5000 (n=1) | -5.00 (n=1) | -4.00 (n=1) | "
             "-5.00 (n=1) | -4.00 (n=1) |") in text
     assert "python run_bundle_amnesiac.py --seed 1" in text
-    assert "| AmnesiacHAT | DD | — | — | fewer than two seeds on a side |" in text
+    assert "| AmnesiacHAT | DD | — | — | fewer than two seeds on a side |  |" in text
     assert (out / "bundle_runs" / "amnesiachat" / "seed1" / "results" / "dd.csv").read_text() == DD
     assert not (out / "bundle_runs" / "amnesiachat" / "seed2").exists()
     assert "aa_remaining,bundle,1," in (out / "summary.csv").read_text()
@@ -83,3 +83,16 @@ def test_agreement_against_the_combined_seed_spread():
     assert judged["verdict"] == "beyond"
     assert ca.agreement([1.0, 2.0, 3.0], [2.0, 4.0, 6.0])["verdict"] == "within"   # delta 2 <= 2.236
     assert ca.agreement([1.0], [2.0, 4.0]) is None                                  # no spread from one seed
+
+
+def test_a_difference_beyond_the_spread_names_its_cause_or_says_it_is_not_known():
+    def runs(method, bundle, ours):
+        return {(method, s): {"bundle": {"aa_remaining": b, "dd": 0.5}, "ours": {"aa_remaining": o, "dd": 0.5}}
+                for s, b, o in zip((1, 2, 3), bundle, ours)}
+    lines = ca.agreement_lines(runs("amnesiac_derpp", [0.70, 0.72, 0.74], [0.84, 0.85, 0.86]), ["amnesiac_derpp"],
+                               [1, 2, 3], "main")
+    assert lines[2].startswith("| DER++ | AA remaining (%) | +13.00 | 2.24 | beyond | not found")
+    assert lines[3] == "| DER++ | DD | +0.0000 | 0.0000 | within |  |"
+    lines = ca.agreement_lines(runs("amnesiachat", [0.70, 0.72, 0.74], [0.84, 0.85, 0.86]), ["amnesiachat"],
+                               [1, 2, 3], "main")
+    assert lines[2].endswith("| beyond | not known |")

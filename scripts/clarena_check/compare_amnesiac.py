@@ -185,6 +185,19 @@ def summary_lines(runs: dict, methods: list[str], seeds: list[int]) -> tuple[lis
     return lines, rows
 
 
+# what is known about a difference beyond the seed spread, (study, method, metric) -> text; shown only then
+BEYOND = {
+    ("main", "independent", "dd"): "seeding and heads: the bundle's retrain reference draws other batches and heads "
+                                   "(`task_seeding`, `head_init`); within the spread in study `seeding`",
+    ("main", "amnesiac_derpp", "dd"): "within the spread in study `seeding` (the bundle's seeding and heads)",
+    ("main", "amnesiac_derpp", "aa_remaining"): "not found: the bundle's task 4 loses more when task 2's update is "
+                                                "deleted (results/README.md)",
+    ("seeding", "amnesiac_derpp", "aa_remaining"): "not found: the bundle's task 4 loses more when task 2's update "
+                                                   "is deleted (results/README.md)",
+    ("seeding", "amnesiac_lwf", "aa_remaining"): "not found (within the spread in study `main`)",
+}
+
+
 def agreement(bundle: list[float], ours: list[float]) -> dict | None:
     """Difference of the two codes' means, delta = mean(ours) - mean(bundle), against their combined seed spread
     sqrt(sd_bundle^2 + sd_ours^2) (sample std over each code's seeds, i.e. the spread of the difference of two
@@ -196,9 +209,10 @@ def agreement(bundle: list[float], ours: list[float]) -> dict | None:
     return {"delta": delta, "spread": spread, "verdict": "within" if abs(delta) <= spread else "beyond"}
 
 
-def agreement_lines(runs: dict, methods: list[str], seeds: list[int]) -> list[str]:
-    """Markdown lines of the agreement table: per method and judged metric, delta, spread and verdict."""
-    head = ["method", "metric", "ours - bundle", "combined seed spread", "verdict"]
+def agreement_lines(runs: dict, methods: list[str], seeds: list[int], study: str) -> list[str]:
+    """Markdown lines of the agreement table: per method and judged metric, delta, spread, verdict and, beyond the
+    spread, what is known of the cause (`BEYOND`)."""
+    head = ["method", "metric", "ours - bundle", "combined seed spread", "verdict", "cause"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for method in methods:
         for metric in JUDGED:
@@ -207,10 +221,11 @@ def agreement_lines(runs: dict, methods: list[str], seeds: list[int]) -> list[st
                       for side in SIDES}
             judged = agreement(values["bundle"], values["ours"])
             if judged is None:
-                cells = ["—", "—", "fewer than two seeds on a side"]
+                cells = ["—", "—", "fewer than two seeds on a side", ""]
             else:
+                cause = BEYOND.get((study, method, metric), "not known") if judged["verdict"] == "beyond" else ""
                 cells = [format(scale * judged["delta"], "+" + fmt), format(scale * judged["spread"], fmt),
-                         judged["verdict"]]
+                         judged["verdict"], cause]
             lines.append(f"| {LABELS[method]} | {title} | " + " | ".join(cells) + " |")
     return lines
 
@@ -279,7 +294,8 @@ NOTES = [
 ]
 
 
-def write(out: Path, runs: dict, methods: list[str], seeds: list[int], missing: list[str], command: str) -> None:
+def write(out: Path, runs: dict, methods: list[str], seeds: list[int], missing: list[str], command: str,
+          study: str = "main") -> None:
     """`reference_check.md`, `summary.csv`, `seeds.csv` under `out`."""
     out.mkdir(parents=True, exist_ok=True)
     summary, summary_rows = summary_lines(runs, methods, seeds)
@@ -294,7 +310,7 @@ def write(out: Path, runs: dict, methods: list[str], seeds: list[int], missing: 
             "### Agreement", "",
             "Each code's mean over seeds, ours minus the bundle's, against the two codes' combined seed spread "
             "sqrt(sd_bundle² + sd_ours²): within when the difference is at most the spread.", "",
-            *agreement_lines(runs, methods, seeds), ""]
+            *agreement_lines(runs, methods, seeds, study), ""]
     if missing:
         text += ["Missing or unusable runs:", "", *[f"- {m}" for m in missing], ""]
     text += ["### Per seed", "", *per_seed, ""]
@@ -326,7 +342,7 @@ def main(argv=None) -> int:
     runs, missing = collect(args, methods, seeds)
     command = "python -m scripts.clarena_check.compare_amnesiac " + shlex.join(
         argv if argv is not None else sys.argv[1:])
-    write(Path(args.out), runs, methods, seeds, missing, command)
+    write(Path(args.out), runs, methods, seeds, missing, command, args.study)
     for line in missing:
         print("warning:", line, file=sys.stderr)
     print(f"wrote {Path(args.out) / 'reference_check.md'}")
