@@ -288,7 +288,6 @@ def check_same_config(folder: Path, cfg: dict) -> None:
                           "set run_name=... or study=... to keep both, or delete the folder")
 
 
-
 def main(argv=None) -> int:
     import argparse
     import sys

@@ -166,6 +166,11 @@ def collect(args, methods: list[str], seeds: list[int]) -> tuple[dict, list[str]
     return runs, missing
 
 
+def side_values(runs: dict, method: str, metric: str, seeds: list[int], side: str) -> list[float]:
+    """The values of `metric` over the seeds that `side` has finished for `method`."""
+    return [runs[(method, s)][side][metric] for s in seeds if runs[(method, s)][side]]
+
+
 def summary_lines(runs: dict, methods: list[str], seeds: list[int]) -> tuple[list[str], list[dict]]:
     """The mean ± std table (markdown lines) and its CSV rows."""
     head = [f"{METRICS[m][0]}, {side}" for m in METRICS for side in SIDES]
@@ -175,7 +180,7 @@ def summary_lines(runs: dict, methods: list[str], seeds: list[int]) -> tuple[lis
         cells = []
         for metric, (_, scale, fmt) in METRICS.items():
             for side in SIDES:
-                values = [runs[(method, s)][side][metric] for s in seeds if runs[(method, s)][side]]
+                values = side_values(runs, method, metric, seeds, side)
                 cells.append(cell(values, scale, fmt))
                 rows.append({"method": method, "metric": metric, "side": side, "n": len(values),
                              "mean": statistics.fmean(values) if values else "",
@@ -185,15 +190,14 @@ def summary_lines(runs: dict, methods: list[str], seeds: list[int]) -> tuple[lis
     return lines, rows
 
 
+DERPP_TASK4 = "not found: the bundle's task 4 loses more when task 2's update is deleted (results/README.md)"
 # what is known about a difference beyond the seed spread, (study, method, metric) -> text; shown only then
 BEYOND = {
     ("main", "independent", "dd"): "seeding and heads: the bundle's retrain reference draws other batches and heads "
                                    "(`task_seeding`, `head_init`); within the spread in study `seeding`",
     ("main", "amnesiac_derpp", "dd"): "within the spread in study `seeding` (the bundle's seeding and heads)",
-    ("main", "amnesiac_derpp", "aa_remaining"): "not found: the bundle's task 4 loses more when task 2's update is "
-                                                "deleted (results/README.md)",
-    ("seeding", "amnesiac_derpp", "aa_remaining"): "not found: the bundle's task 4 loses more when task 2's update "
-                                                   "is deleted (results/README.md)",
+    ("main", "amnesiac_derpp", "aa_remaining"): DERPP_TASK4,
+    ("seeding", "amnesiac_derpp", "aa_remaining"): DERPP_TASK4,
     ("seeding", "amnesiac_lwf", "aa_remaining"): "not found (within the spread in study `main`)",
 }
 
@@ -217,9 +221,7 @@ def agreement_lines(runs: dict, methods: list[str], seeds: list[int], study: str
     for method in methods:
         for metric in JUDGED:
             title, scale, fmt = METRICS[metric]
-            values = {side: [runs[(method, s)][side][metric] for s in seeds if runs[(method, s)][side]]
-                      for side in SIDES}
-            judged = agreement(values["bundle"], values["ours"])
+            judged = agreement(*(side_values(runs, method, metric, seeds, side) for side in SIDES))
             if judged is None:
                 cells = ["—", "—", "fewer than two seeds on a side", ""]
             else:
