@@ -21,6 +21,10 @@ from common.unlearning import TaskUpdateStore
 # shared by every method here whose replay buffer loses an unlearned task's examples
 REFILL_FREED_SLOTS = Hparam(True, "true (reference code): buffer slots freed by unlearning go to the next examples "
                                   "offered, at once; false: only when the reservoir draw picks them")
+# docs/fidelity.md#delete_from_current_head
+DELETE_FROM_CURRENT_HEAD = Hparam(True, "true (reference code): deleting task u's update also subtracts u's own head "
+                                        "update from the head of the task being trained (task-incremental only); "
+                                        "false: every head loses only its own recorded change")
 
 
 class TaskUpdates:
@@ -33,8 +37,10 @@ class TaskUpdates:
 
     unlearnable = True
     hparams = {"update_prune_ratio": Hparam(0.0, "share of the smallest-magnitude entries dropped from every stored "
-                                                 "task update (0 = exact unlearning)", ge=0, lt=1)}
-    unlearning_keys = ("update_prune_ratio",)  # settings that act only when unlearning (references ignore them)
+                                                 "task update (0 = exact unlearning)", ge=0, lt=1),
+               "delete_from_current_head": DELETE_FROM_CURRENT_HEAD}
+    # settings that act only when unlearning (references ignore them)
+    unlearning_keys = ("update_prune_ratio", "delete_from_current_head")
 
     def begin_task(self, task) -> None:
         if self.unlearning_enabled:
@@ -62,9 +68,21 @@ class TaskUpdates:
         """Delete each task's update (backbone and heads: an unlearned head returns to its initial value), then
         forget the method's own records of it."""
         for u in task_ids:
-            delta = self.updates.delta(u)
-            self.updates.subtract(u)
-            self.forget_task(u, delta)
+            self.forget_task(u, self.delete_update(u))
+
+    @torch.no_grad()
+    def delete_update(self, u: int) -> dict:
+        """theta <- theta - Delta theta^(u) and drop the record; returns the deleted update. With
+        `delete_from_current_head` (the reference code, task-incremental), the head of the task being trained also
+        loses u's own head update: the reference heads' state dict holds the current head twice (under its task and
+        as the "current head" alias), the alias is reloaded last, and in u's record the alias stands for u's head
+        (docs/fidelity.md#delete_from_current_head)."""
+        delta = self.updates.delta(u)
+        self.updates.subtract(u)
+        if self.cfg["delete_from_current_head"] and self.cfg["setting"] == "til" and u != self.task_id:
+            for name, param in self.heads.head(self.task_id).named_parameters():
+                param.sub_(delta["heads"][f"heads.{u - 1}.{name}"].to(param.dtype))
+        return delta
 
     def forget_task(self, task_id: int, delta: dict) -> None:
         """Drop what the method keeps about an unlearned task (nothing for Finetuning); `delta` is its deleted

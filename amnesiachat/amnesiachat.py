@@ -178,7 +178,7 @@ class AmnesiacHAT(TaskUpdates, AdaHAT):
         """Delete updates, purge the buffer, compensate from backups, repair by replay (docs/amnesiachat.md)."""
         with torch.no_grad():
             for u in task_ids:
-                self.updates.subtract(u)
+                self.delete_update(u)
                 self.buffer.delete_task(u)
         affected = [tau for tau in range(min(task_ids), self.task_id + 1)
                     if tau not in task_ids and tau not in self.unlearned]

@@ -263,6 +263,36 @@ def test_amnesiac_finetuning_unlearning_is_update_deletion_and_ewc_forgets_its_f
         torch.testing.assert_close(total, f1 + f3)
 
 
+@pytest.mark.parametrize("method", ["amnesiac_finetuning", "amnesiachat"])
+@pytest.mark.parametrize("alias", [True, False])
+def test_deleting_an_update_also_moves_the_current_head_only_with_the_reference_alias(method, alias, tmp_path, tasks,
+                                                                                       one_thread):
+    extra = {"backup_compensation": "false", "replay_repair": "false"} if method == "amnesiachat" else {}
+    cfg, algo = build(method, tmp_path, tasks, delete_from_current_head=str(alias).lower(), **extra)
+    learn(algo, cfg, tasks, 3, unlearn=False)
+    assert algo.task_id == 3
+    head3 = {k: v.clone() for k, v in algo.heads.head(3).state_dict().items()}
+    own2 = {k: algo.updates.delta(2)["heads"][f"heads.1.{k}"] for k in head3}  # task 2's change of its own head
+    own3 = {k: algo.updates.delta(3)["heads"][f"heads.2.{k}"] for k in head3}
+    assert all(own2[k].abs().sum() > 0 for k in own2)
+    algo.unlearn([2])
+    for k, v in algo.heads.head(3).state_dict().items():  # head 3 did not exist for task 2's record but for the alias
+        torch.testing.assert_close(v, head3[k] - own2[k] if alias else head3[k])
+    algo.unlearn([3])  # the current task itself: its own update once, whatever the alias
+    for k, v in algo.heads.head(3).state_dict().items():
+        torch.testing.assert_close(v, (head3[k] - own2[k] if alias else head3[k]) - own3[k])
+
+
+def test_the_current_head_alias_does_nothing_with_one_shared_head(tmp_path, tasks, one_thread):
+    cfg, algo = build("amnesiac_finetuning", tmp_path, tasks, setting="dil")
+    learn(algo, cfg, tasks, 3, unlearn=False)
+    before = {k: v.clone() for k, v in algo.heads.head(3).state_dict().items()}
+    delta2 = algo.updates.delta(2)["heads"]
+    algo.unlearn([2])
+    for k, v in algo.heads.head(3).state_dict().items():
+        torch.testing.assert_close(v, before[k] - delta2[f"heads.0.{k}"])
+
+
 # ----- the protocol end to end --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["independent", "amnesiac_finetuning", "amnesiac_lwf", "amnesiac_ewc",
                                     "amnesiac_der", "amnesiac_derpp", "clpu_derpp", "amnesiachat"])
