@@ -41,6 +41,7 @@ class TaskUpdates:
                "delete_from_current_head": DELETE_FROM_CURRENT_HEAD}
     # settings that act only when unlearning (references ignore them)
     unlearning_keys = ("update_prune_ratio", "delete_from_current_head")
+    til_only_keys = ("delete_from_current_head",)  # one shared head otherwise: no alias
 
     def begin_task(self, task) -> None:
         if self.unlearning_enabled:

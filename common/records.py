@@ -256,23 +256,26 @@ def read_config(folder: Path) -> dict:
     return cfg
 
 
-def unlearning_only_keys(cfg: dict) -> frozenset:
-    """The method's settings that act only when unlearning (its `unlearning_keys`) if `cfg` is an unlearning
-    reference, which never unlearns; empty otherwise."""
-    if not cfg.get("cul_reference") or not cfg.get("package"):
+def inert_keys(cfg: dict) -> frozenset:
+    """The method's settings that do nothing in run `cfg`: its `unlearning_keys` if `cfg` is an unlearning
+    reference, which never unlearns, and its `til_only_keys` if `cfg` is not task-incremental; empty otherwise."""
+    if not cfg.get("package"):
         return frozenset()
     from common import planner
 
     method_cls = planner.package_methods(cfg["package"]).get(cfg.get("method"))
-    return frozenset(getattr(method_cls, "unlearning_keys", ()))
+    inert = set(getattr(method_cls, "unlearning_keys", ())) if cfg.get("cul_reference") else set()
+    if cfg.get("setting") != "til":
+        inert |= set(getattr(method_cls, "til_only_keys", ()))
+    return frozenset(inert)
 
 
 def check_same_config(folder: Path, cfg: dict) -> None:
     """A finished run may be reused only if it was made with the same configuration. A setting added after the run
-    is fine at its default if it is an engine key, and at any value if the run is an unlearning reference and the
-    setting acts only when unlearning."""
+    is fine at its default if it is an engine key, and at any value if it does nothing in that run (an unlearning
+    reference never unlearns; a task-incremental-only setting in another setting)."""
     old = read_config(folder)
-    inert = unlearning_only_keys(cfg)
+    inert = inert_keys(cfg)
 
     def differs(key) -> bool:
         if key not in old and key in config_lib.ENGINE_KEYS:  # a setting added after the run: fine at its default
