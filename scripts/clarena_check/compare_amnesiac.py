@@ -190,7 +190,9 @@ def summary_lines(runs: dict, methods: list[str], seeds: list[int]) -> tuple[lis
     return lines, rows
 
 
-DERPP_TASK4 = "not found: the bundle's task 4 loses more when task 2's update is deleted (results/README.md)"
+DERPP_TASK4 = ("partly found: the bundle's current-head alias (`delete_from_current_head`, now ours too) makes its "
+               "task 4 fall when task 2 is deleted (without it, 91-93 % as here); the alias costs the bundle's task 4 "
+               "more than ours, cause not known (results/README.md)")
 # what is known about a difference beyond the seed spread, (study, method, metric) -> text; shown only then
 BEYOND = {
     ("main", "independent", "dd"): "seeding and heads: the bundle's retrain reference draws other batches and heads "
@@ -290,6 +292,12 @@ NOTES = [
     "through the main backbone; ours does the same since commit 11beb44 (`replay_temporary: true`, "
     "`docs/fidelity.md#replay_temporary`); our runs trained before it replay only the permanent, not unlearned "
     "tasks",
+    "current-head alias: the bundle's heads module keeps the head being trained also as `head_t`, so the heads' "
+    "state dict lists it twice and each task's update record holds its own head's change twice; deleting task u "
+    "while task c trains reloads `head_t` last, so head c also loses u's own head change "
+    "(`clarena/heads/heads_til.py` 45-47, `clarena/cul_algorithms/base.py` 146-169). Ours does the same since "
+    "commit 23d8991 (`delete_from_current_head: true`, `docs/fidelity.md#delete_from_current_head`); our runs "
+    "trained before it (Finetuning, LwF, DER++, AmnesiacHAT rows made earlier) leave head c alone",
     "mean ± sample std over seeds; (n=k): number of seeds in the cell",
     "wall s: bundle, its four stages together (`timing.json`: unlearning run, retrain, original, evaluation); ours, "
     "the unlearning run only (its references are runs of their own); one thread each, on a shared machine",
