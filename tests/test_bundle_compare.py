@@ -91,7 +91,8 @@ def test_a_difference_beyond_the_spread_names_its_cause_or_says_it_is_not_known(
                 for s, b, o in zip((1, 2, 3), bundle, ours)}
     lines = ca.agreement_lines(runs("amnesiac_derpp", [0.70, 0.72, 0.74], [0.84, 0.85, 0.86]), ["amnesiac_derpp"],
                                [1, 2, 3], "main")
-    assert lines[2].startswith("| DER++ | AA remaining (%) | +13.00 | 2.24 | beyond | not found")
+    cause = ca.BEYOND[("main", "amnesiac_derpp", "aa_remaining")]
+    assert lines[2] == f"| DER++ | AA remaining (%) | +13.00 | 2.24 | beyond | {cause} |"
     assert lines[3] == "| DER++ | DD | +0.0000 | 0.0000 | within |  |"
     lines = ca.agreement_lines(runs("amnesiachat", [0.70, 0.72, 0.74], [0.84, 0.85, 0.86]), ["amnesiachat"],
                                [1, 2, 3], "main")
