@@ -190,17 +190,19 @@ def summary_lines(runs: dict, methods: list[str], seeds: list[int]) -> tuple[lis
     return lines, rows
 
 
-DERPP_TASK4 = ("partly found: the bundle's current-head alias (`delete_from_current_head`, now ours too) makes its "
-               "task 4 fall when task 2 is deleted (without it, 91-93 % as here); the alias costs the bundle's task 4 "
-               "more than ours, cause not known (results/README.md)")
 # what is known about a difference beyond the seed spread, (study, method, metric) -> text; shown only then
 BEYOND = {
     ("main", "independent", "dd"): "seeding and heads: the bundle's retrain reference draws other batches and heads "
                                    "(`task_seeding`, `head_init`); within the spread in study `seeding`",
-    ("main", "amnesiac_derpp", "dd"): "within the spread in study `seeding` (the bundle's seeding and heads)",
-    ("main", "amnesiac_derpp", "aa_remaining"): DERPP_TASK4,
-    ("seeding", "amnesiac_derpp", "aa_remaining"): DERPP_TASK4,
-    ("seeding", "amnesiac_lwf", "aa_remaining"): "not found (within the spread in study `main`)",
+    ("main", "amnesiac_derpp", "dd"): "within the spread in study `seeding` (the bundle's seeding and heads) and at "
+                                      "five seeds (`reference_check/five_seeds/`)",
+    ("main", "amnesiac_derpp", "aa_remaining"): "cause found: the bundle's current-head alias, ours too since "
+                                                "`delete_from_current_head` (+13.4 before it); within the spread at "
+                                                "five seeds (`reference_check/five_seeds/`) and in study `seeding`",
+    ("seeding", "amnesiac_finetuning", "aa_remaining"): "not known; within the spread in study `main`, at the edge "
+                                                        "of it at five seeds (`reference_check/seeding/five_seeds/`)",
+    ("seeding", "amnesiac_lwf", "aa_remaining"): "within the spread in study `main` and at five seeds "
+                                                 "(`reference_check/seeding/five_seeds/`)",
 }
 
 
