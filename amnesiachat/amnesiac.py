@@ -78,8 +78,7 @@ class TaskUpdates:
         loses u's own head update: the reference heads' state dict holds the current head twice (under its task and
         as the "current head" alias), the alias is reloaded last, and in u's record the alias stands for u's head
         (docs/fidelity.md#delete_from_current_head)."""
-        delta = self.updates.delta(u)
-        self.updates.subtract(u)
+        delta = self.updates.subtract(u)
         if self.cfg["delete_from_current_head"] and self.cfg["setting"] == "til" and u != self.task_id:
             for name, param in self.heads.head(self.task_id).named_parameters():
                 param.sub_(delta["heads"][f"heads.{u - 1}.{name}"].to(param.dtype))

@@ -235,13 +235,16 @@ class TaskUpdateStore:
         return {name: {k: d.dense() for k, d in entries.items()} for name, entries in self.updates[task_id].items()}
 
     @torch.no_grad()
-    def subtract(self, task_id: int) -> None:
-        """theta <- theta - Delta theta^(task_id) on every entry of every module, then drop the record."""
-        for name, entries in self.delta(task_id).items():
+    def subtract(self, task_id: int) -> dict[str, dict[str, torch.Tensor]]:
+        """theta <- theta - Delta theta^(task_id) on every entry of every module, then drop the record; returns the
+        dense update it subtracted."""
+        update = self.delta(task_id)
+        for name, entries in update.items():
             state = self.modules[name].state_dict()
             for key, delta in entries.items():
                 state[key].sub_(delta.to(state[key].dtype))
         self.drop(task_id)
+        return update
 
     def drop(self, task_id: int) -> None:
         self.updates.pop(task_id, None)

@@ -383,7 +383,6 @@ def test_a_reference_made_before_an_unlearning_only_setting_existed_is_reused(tm
         records.check_same_config(folder, main)  # a main run does unlearn: it must be retrained
 
 
-
 @pytest.mark.parametrize("setting", ["til", "dil"])
 def test_a_run_made_before_a_task_incremental_only_setting_existed_is_reused_outside_til(tmp_path, setting):
     cfg = make_cfg("amnesiac_derpp", tmp_path, setting=setting)
@@ -395,6 +394,7 @@ def test_a_run_made_before_a_task_incremental_only_setting_existed_is_reused_out
     else:
         with pytest.raises(records.RecordError, match="delete_from_current_head"):
             records.check_same_config(folder, cfg)
+
 
 class _Record:
     """The two calls of a run record that the engine's task loop makes."""
