@@ -1,4 +1,4 @@
-"""The AdaHAT study's tables and figures from run records.
+"""The AdaHAT study's tables from run records (the figures: `python -m adahat.make_figures`).
 
     python -m adahat.make_tables [--seeds 1-5] [--out results/adahat] [--parts main,long,ablation,alpha,capacity]
                                  [key=value ...]
@@ -6,9 +6,9 @@
 * main: AA, FR, BWT, FWT of every method on Permuted MNIST and Split CIFAR-100 (20 tasks);
 * long: AA after every fifth task on Permuted MNIST with 50 tasks (the full curve goes into the CSV);
 * ablation: AdaHAT, AdaHAT-no-sum, AdaHAT-no-reg on Permuted MNIST with 50 tasks;
-* alpha: AA against alpha (figure and CSV);
-* capacity: network capacity against training step (log scale) for the HAT variants and AdaHAT on Permuted MNIST
-  with 50 tasks, plus its value at the end of tasks 1, 2, 5, 10, 20, 50 beside the published curve data.
+* alpha: AA, FR, BWT, FWT of every α of the α study (Permuted MNIST, 20 tasks);
+* capacity: network capacity of the HAT variants and AdaHAT on Permuted MNIST with 50 tasks at the end of tasks
+  1, 2, 5, 10, 20, 50, beside the published curve data.
 Rows are each study's entries in the order of its file, labelled by its `labels`; the capacity rows are the
 `long_sequence` study's `table_order: capacity`. Cells are mean ± sample std over the finished seeds; `—` marks cells
 without runs (and published values an entry does not have).
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import sys
 from pathlib import Path
 
@@ -73,44 +72,13 @@ def long_sequence_table(found: dict, spec: dict, every: int = 5) -> tuple[Table,
     return with_notes(table, spec, entries, [r for e in entries for r in found.get((e, "pmnist"), [])]), curve
 
 
-def alpha_figure(found: dict, out: Path) -> Path | None:
-    points = []
-    for (entry, _), runs in found.items():
-        if runs:
-            alpha = runs[0]["config"]["alpha"]
-            values = metric_values(runs, "aa")
-            points.append((alpha, Cell(values)))
-    if not points:
-        print("alpha study: no finished runs")
-        return None
-    points.sort(key=lambda p: p[0])
-    with open(out / "alpha.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["alpha", "aa_mean", "aa_std", "n"])
-        writer.writerows([(a, c.mean, c.std, len(c.values)) for a, c in points])
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.errorbar([a for a, _ in points], [c.mean for _, c in points],
-                yerr=[0 if math.isnan(c.std) else c.std for _, c in points], marker="o", capsize=3)
-    ax.set_xscale("log")
-    ax.set_xlabel("adjustment intensity α")
-    ax.set_ylabel("AA after 20 tasks (%)")
-    ax.set_title("AdaHAT α sensitivity, Permuted MNIST")
-    fig.tight_layout()
-    fig.savefig(out / "alpha.png", dpi=150)
-    plt.close(fig)
-    return out / "alpha.png"
-
-
 def read_capacity(folder: Path) -> list[tuple[int, int, float]]:
     with open(folder / "capacity.csv") as f:
         return [(int(r["step"]), int(r["task"]), float(r["capacity"])) for r in csv.DictReader(f)]
 
 
 def capacity_outputs(seed: int, out: Path, overrides: dict, header: str = "") -> list[Path]:
-    """The capacity figure (one seed, as published) and the end-of-task values beside the published ones."""
+    """Capacity at the end of tasks 1, 2, 5, 10, 20, 50 (one seed, as published) beside the published values."""
     spec = read_study(HERE, "long_sequence")
     entries = table_entries(spec, "capacity")
     curves = {}
@@ -135,22 +103,7 @@ def capacity_outputs(seed: int, out: Path, overrides: dict, header: str = "") ->
     table = Table(f"Network capacity at the last step of task t (seed {seed}; published: AdaHAT paper data)",
                   columns, rows, ["capacity = mean gradient adjustment rate over the masked layers' weights and "
                                   "biases (bias entries counted for every unit)"])
-    paths = write_tables([table], out / "capacity", header)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for entry, points in curves.items():
-        ax.plot([p[0] for p in points], [max(p[2], 1e-9) for p in points], label=row_label(spec, entry), linewidth=1)
-    ax.set_yscale("log")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("network capacity")
-    ax.set_title("Network capacity, Permuted MNIST 50 tasks (0 drawn at 1e-9)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "capacity.png", dpi=150)
-    plt.close(fig)
-    return paths + [out / "capacity.png"]
+    return write_tables([table], out / "capacity", header)
 
 
 @exit_on_record_error
@@ -186,8 +139,9 @@ def main(argv=None) -> int:
         table = metric_table("AdaHAT ablation, Permuted MNIST 50 tasks", found, read_study(HERE, "ablation"), ["pmnist"])
         written += write_tables([table], out / "ablation", header)
     if "alpha" in parts:
-        figure = alpha_figure(collect(HERE, "alpha", METHODS, seeds, overrides=overrides), out)
-        written += [figure] if figure else []
+        found = collect(HERE, "alpha", METHODS, seeds, overrides=overrides)
+        table = metric_table("AdaHAT α study, Permuted MNIST 20 tasks", found, read_study(HERE, "alpha"), ["pmnist"])
+        written += write_tables([table], out / "alpha", header)
     if "capacity" in parts:
         written += capacity_outputs(args.capacity_seed, out, overrides, header)
     for path in written:

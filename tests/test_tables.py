@@ -317,6 +317,17 @@ def test_adahat_tables_show_every_study_entry_in_its_order(tmp_path):
     assert all(cell == "—" for cells in rows.values() for cell in cells)
 
 
+def test_adahat_alpha_part_is_a_table_of_every_alpha_and_draws_no_figure(tmp_path):
+    from adahat import make_tables as adahat_tables
+
+    out = tmp_path / "out"
+    assert adahat_tables.main(["--parts", "alpha,capacity", "--seeds", "1", "--out", str(out),
+                               f"out_dir={tmp_path / 'none'}"]) == 0
+    rows = md_rows(out / "alpha.md")
+    assert list(rows)[:2] == ["α 1e-7", "α 2e-7"] and list(rows)[-1] == "α 1e-5" and len(rows) == 19
+    assert not list(out.glob("*.png"))  # figures are make_figures' job
+
+
 def test_amnesiachat_tables_show_every_study_entry_in_its_order(tmp_path):
     from amnesiachat import make_tables as amnesiachat_tables
 
