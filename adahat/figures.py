@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.plots import (CAPACITY_FLOOR, capacity_points, colours, empty, legend_outside, mean_std, plt, read_csv,
-                          task_boundaries)
+                          seeds_label, task_boundaries)
 from common.studies import published_row, read_study, row_label, table_entries
 from common.tables import metric_values, read_targets
 
@@ -55,7 +55,7 @@ def long_sequence(ctx):
                   for t in range(1, n + 1)]
         if points:
             x = list(range(1, n + 1))
-            ax.plot(x, [m for m, _ in points], color=colour, label=f"{row_label(spec, entry)} ({len(runs)} seeds)")
+            ax.plot(x, [m for m, _ in points], color=colour, label=seeds_label(row_label(spec, entry), len(runs)))
             ax.fill_between(x, [m - s for m, s in points], [m + s for m, s in points], color=colour, alpha=0.2)
     ax.set_xlabel("tasks learned N")
     ax.set_ylabel("AA after task N (%)")
@@ -105,7 +105,7 @@ def ablation(ctx):
             mean, std = mean_std(values)
             x = k + (i - (len(spec["methods"]) - 1) / 2) * width
             ax.bar(x, mean, width, yerr=std, color=colour, capsize=2,
-                   label=f"{row_label(spec, entry)} ({len(runs)} seeds)" if k == 0 else None)
+                   label=seeds_label(row_label(spec, entry), len(runs)) if k == 0 else None)
             ax.plot([x] * len(values), values, ".", color="black", markersize=2)
     ax.axhline(0, color="black", linewidth=0.5)
     ax.set_xticks(range(len(metrics)), [m.upper() for m in metrics])

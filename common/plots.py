@@ -54,6 +54,11 @@ def legend_outside(ax, **kwargs) -> None:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False, **kwargs)
 
 
+def seeds_label(label: str, n: int) -> str:
+    """A legend entry with its number of seeds: 'HAT (1 seed)', 'HAT (3 seeds)'."""
+    return f"{label} ({n} seed{'' if n == 1 else 's'})"
+
+
 def note(fig, text: str) -> None:
     """A line of text at the bottom of the figure (what is missing, what was drawn where), below the axes: a
     constrained layout keeps room for it at the bottom (0.18 inch a line of about 150 characters)."""

@@ -9,7 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from common import config as config_lib
-from common.plots import acc_matrix, colours, empty, heatmap, legend_outside, mean_std, panel_grid, plt
+from common.plots import (acc_matrix, colours, empty, heatmap, legend_outside, mean_std, panel_grid, plt,
+                          seeds_label)
 from common.studies import published_row, read_study, row_label
 from common.tables import metric_values, read_targets
 from fg_adahat import METHODS
@@ -55,7 +56,7 @@ def tradeoff(ctx):
                 if study == "main":
                     main_points[entry] = (found.configs[(entry, BENCHMARK)].get("alpha"), bwt, fwt)
                 ax.errorbar(bwt, fwt, xerr=bwt_sd, yerr=fwt_sd, marker=marker, color=colour, capsize=2,
-                            markersize=5, label=f"{row_label(spec, entry)} ({len(runs)} seeds)")
+                            markersize=5, label=seeds_label(row_label(spec, entry), len(runs)))
             if study == "main":
                 method = published_row(spec, entry)
                 pub_bwt, pub_fwt = published("bwt", method)[0], published("fwt", method)[0]
