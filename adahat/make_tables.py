@@ -72,33 +72,32 @@ def long_sequence_table(found: dict, spec: dict, every: int = 5) -> tuple[Table,
     return with_notes(table, spec, entries, [r for e in entries for r in found.get((e, "pmnist"), [])]), curve
 
 
-def read_capacity(folder: Path) -> list[tuple[int, int, float]]:
+def end_of_task_capacity(folder: Path) -> dict[int, float]:
+    """{task: capacity at its last recorded step} from the run's capacity.csv (rows in step order)."""
     with open(folder / "capacity.csv") as f:
-        return [(int(r["step"]), int(r["task"]), float(r["capacity"])) for r in csv.DictReader(f)]
+        return {int(r["task"]): float(r["capacity"]) for r in csv.DictReader(f)}
 
 
 def capacity_outputs(seed: int, out: Path, overrides: dict, header: str = "") -> list[Path]:
     """Capacity at the end of tasks 1, 2, 5, 10, 20, 50 (one seed, as published) beside the published values."""
     spec = read_study(HERE, "long_sequence")
     entries = table_entries(spec, "capacity")
-    curves = {}
+    last = {}
     for entry in entries:
         folder = find_run(HERE, "long_sequence", entry, "pmnist", seed, METHODS, overrides)
         if is_done(folder) and (folder / "capacity.csv").exists():
-            curves[entry] = read_capacity(folder)
-    if not curves:
+            last[entry] = end_of_task_capacity(folder)
+    if not last:
         print("capacity: no finished long-sequence HAT-family runs")
         return []
     published = read_targets(HERE / "targets" / "capacity.csv")
     columns = [f"t={t}" for t in CAPACITY_TASKS]
     rows = {}
     for entry in entries:
-        last = {}
-        for _, task, value in curves.get(entry, []):
-            last[task] = value
+        at_end = last.get(entry, {})
         values = published.get(published_row(spec, entry))
         rows[row_label(spec, entry)] = {
-            f"t={t}": Cell([last[t]] if t in last else [], (values[f"t{t}"], None) if values else None, fmt=".3g",
+            f"t={t}": Cell([at_end[t]] if t in at_end else [], (values[f"t{t}"], None) if values else None, fmt=".3g",
                            no_published=MISSING) for t in CAPACITY_TASKS}
     table = Table(f"Network capacity at the last step of task t (seed {seed}; published: AdaHAT paper data)",
                   columns, rows, ["capacity = mean gradient adjustment rate over the masked layers' weights and "
