@@ -19,7 +19,7 @@ from common import planner, records
 from common.plots import note, plt, save
 from common.record_store import find_record
 from common.studies import parse_seeds, read_study
-from common.tables import with_reference_metrics
+from common.tables import short_commit, with_reference_metrics
 
 
 @dataclass
@@ -117,7 +117,8 @@ def write_readme(out: Path, ctx: Context, figures: dict, command: str) -> Path:
              "records (`runs/`, else the committed store `results/records/`); nothing is retrained.", ""]
     for name, (description, _) in figures.items():
         missing = ctx.missing.get(name, [])
-        commits = ", ".join(sorted(c[:12] for c in ctx.commits.get(name, set()))) or "none (no finished run)"
+        commits = ", ".join(sorted({short_commit(c) for c in ctx.commits.get(name, set())})) or \
+            "none (no finished run)"
         lines += [f"## {name}", "", description, "", f"- files: `{name}.png`, `{name}.pdf`",
                   f"- runs: {ctx.needed.get(name, 0) - len(missing)} of {ctx.needed.get(name, 0)} finished; "
                   f"trained at commits: {commits}"]

@@ -122,3 +122,12 @@ def test_reproduce_figures_script_draws_every_paper(tmp_path):
         assert [c.split()[1] for c in calls] == ["adahat.make_figures", "fg_adahat.make_figures",
                                                  "amnesiachat.make_figures"]
         assert all(c.split(maxsplit=2)[2:] == ([expected] if expected else []) for c in calls)
+
+
+def test_readme_keeps_the_dirty_mark_of_each_commit(tmp_path):
+    """A clean and a `+dirty` record of one commit stay two entries in the figure README, shortened like the tables'."""
+    from common.figures import Context, write_readme
+    commit = "6ed7d8cae6ace98111c1806e63244fbf4c782463"
+    ctx = Context("fg_adahat", needed={"hparams": 2}, commits={"hparams": {commit, commit + "+dirty"}})
+    text = write_readme(tmp_path, ctx, {"hparams": ("the grid", None)}, "python -m fg_adahat.make_figures").read_text()
+    assert "runs: 2 of 2 finished; trained at commits: 6ed7d8c, 6ed7d8c+dirty" in text
